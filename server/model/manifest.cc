@@ -1,0 +1,128 @@
+#include "server/model/manifest.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status.h"
+
+namespace pg::model {
+namespace {
+
+using nlohmann::json;
+
+// Walks a dotted path ("image.size") so error messages can name the exact missing field.
+absl::StatusOr<const json*> Find(const json& root, const std::string& path) {
+  const json* node = &root;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t dot = path.find('.', start);
+    std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!node->is_object() || !node->contains(key)) {
+      return absl::InvalidArgumentError(absl::StrCat("manifest.json: missing field '", path, "'"));
+    }
+    node = &(*node)[key];
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return node;
+}
+
+template <typename T>
+absl::Status Read(const json& root, const std::string& path, T* out) {
+  auto node = Find(root, path);
+  if (!node.ok()) return node.status();
+  try {
+    *out = (*node)->get<T>();
+  } catch (const json::exception&) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' has the wrong type"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Positive(const std::string& path, int value) {
+  if (value <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' must be positive"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Manifest> LoadManifest(const std::string& bundle_dir) {
+  const std::string path = bundle_dir + "/manifest.json";
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("bundle has no manifest: ", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  json root = json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest is not valid JSON: ", path));
+  }
+
+  Manifest m;
+  absl::Status s;
+  auto read = [&](const std::string& field, auto* out) {
+    if (s.ok()) s = Read(root, field, out);
+  };
+  read("format_version", &m.format_version);
+  read("exporter_version", &m.exporter_version);
+  read("dtype", &m.dtype);
+  read("image.size", &m.image_size);
+  read("image.patch_size", &m.patch_size);
+  read("image.num_image_tokens", &m.num_image_tokens);
+  read("image.mean", &m.mean);
+  read("image.std", &m.std);
+  read("image.rescale_factor", &m.rescale_factor);
+  read("image.resample", &m.resample);
+  read("text.vocab_size", &m.vocab_size);
+  read("text.hidden_size", &m.hidden_size);
+  read("text.num_layers", &m.num_layers);
+  read("text.num_heads", &m.num_heads);
+  read("text.num_kv_heads", &m.num_kv_heads);
+  read("text.head_dim", &m.head_dim);
+  read("text.sliding_window", &m.sliding_window);
+  read("text.max_position_embeddings", &m.max_position_embeddings);
+  read("tokens.bos", &m.bos_id);
+  read("tokens.eos", &m.eos_id);
+  read("tokens.pad", &m.pad_id);
+  read("tokens.image", &m.image_id);
+  read("tokens.newline", &m.newline_id);
+  read("tokens.loc0", &m.loc0_id);
+  read("tokens.seg0", &m.seg0_id);
+  if (!s.ok()) return s;
+
+  // Provenance is informative only; an exporter run on a bare folder may not know it.
+  if (auto src = root.find("source"); src != root.end() && src->is_object()) {
+    if (auto id = src->find("model_id"); id != src->end() && id->is_string()) m.model_id = *id;
+    if (auto rev = src->find("revision"); rev != src->end() && rev->is_string()) m.revision = *rev;
+  }
+  if (auto files = root.find("files"); files != root.end() && files->is_object()) {
+    for (auto& [name, entry] : files->items()) {
+      BundleFile f;
+      if (entry.is_object()) {
+        f.sha256 = entry.value("sha256", "");
+        f.bytes = entry.value("bytes", int64_t{0});
+      }
+      m.files[name] = f;
+    }
+  }
+
+  if (m.format_version != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest.json: unsupported format_version ", m.format_version, " (expected 1)"));
+  }
+  for (auto [name, value] :
+       {std::pair<const char*, int>{"image.size", m.image_size}, {"image.patch_size", m.patch_size},
+        {"image.num_image_tokens", m.num_image_tokens}, {"text.vocab_size", m.vocab_size},
+        {"text.hidden_size", m.hidden_size}, {"text.num_layers", m.num_layers},
+        {"text.num_heads", m.num_heads}, {"text.num_kv_heads", m.num_kv_heads},
+        {"text.head_dim", m.head_dim}, {"text.max_position_embeddings", m.max_position_embeddings}}) {
+    RETURN_IF_ERROR(Positive(name, value));
+  }
+  return m;
+}
+
+}  // namespace pg::model

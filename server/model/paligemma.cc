@@ -1,0 +1,241 @@
+#include "server/model/paligemma.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <limits>
+
+#include <torch/cuda.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status.h"
+
+namespace pg::model {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<torch::ScalarType> ParseDtype(const std::string& name) {
+  if (name == "float32" || name == "fp32") return torch::kFloat32;
+  if (name == "bfloat16" || name == "bf16") return torch::kBFloat16;
+  if (name == "float16" || name == "fp16") return torch::kFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown dtype '", name, "' (expected float32, bfloat16 or float16)"));
+}
+
+absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
+  try {
+    torch::Device device(name);
+    if (device.is_cuda() && !torch::cuda::is_available()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("device '", name, "' requested but this LibTorch has no usable CUDA device"));
+    }
+    return device;
+  } catch (const c10::Error&) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown device '", name, "'"));
+  }
+}
+
+absl::StatusOr<torch::jit::script::Module> LoadModule(const std::string& bundle_dir,
+                                                      const std::string& file,
+                                                      const std::vector<std::string>& methods,
+                                                      const torch::Device& device,
+                                                      torch::ScalarType dtype) {
+  const std::string path = bundle_dir + "/" + file;
+  if (!fs::exists(path)) return absl::NotFoundError(absl::StrCat("bundle is missing ", path));
+  torch::jit::script::Module module;
+  try {
+    module = torch::jit::load(path, device);
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("could not load ", path, ": ", e.what_without_backtrace()));
+  }
+  for (const auto& method : methods) {
+    if (!module.find_method(method)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, " has no method '", method, "'"));
+    }
+  }
+  module.eval();
+  module.to(device, dtype);
+  return module;
+}
+
+// Converts a LibTorch exception into a Status so no c10::Error escapes the model layer.
+template <typename F>
+auto Guarded(const char* what, F&& f) -> absl::StatusOr<decltype(f())> {
+  try {
+    c10::InferenceMode inference;
+    return f();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat(what, " failed: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, " failed: ", e.what()));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PaliGemma>> PaliGemma::Load(const std::string& bundle_dir,
+                                                           const LoadOptions& options) {
+  std::unique_ptr<PaliGemma> model(new PaliGemma());
+  ASSIGN_OR_RETURN(model->manifest_, LoadManifest(bundle_dir));
+  ASSIGN_OR_RETURN(model->dtype_, ParseDtype(options.dtype));
+  ASSIGN_OR_RETURN(model->device_, ParseDevice(options.device));
+  ASSIGN_OR_RETURN(model->vision_,
+                   LoadModule(bundle_dir, "vision.pt", {"forward"}, model->device_, model->dtype_));
+  ASSIGN_OR_RETURN(model->language_,
+                   LoadModule(bundle_dir, "language.pt", {"embed", "prefill", "decode", "logits"},
+                              model->device_, model->dtype_));
+  // The VAE is tiny; float32 keeps masks identical whatever the language model's dtype.
+  ASSIGN_OR_RETURN(model->vae_,
+                   LoadModule(bundle_dir, "vae.pt", {"forward"}, model->device_, torch::kFloat32));
+  return model;
+}
+
+absl::StatusOr<torch::Tensor> PaliGemma::EncodeImage(const std::vector<float>& chw) const {
+  const int s = manifest_.image_size;
+  if (chw.size() != static_cast<size_t>(3) * s * s) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pixel buffer has ", chw.size(), " values, expected 3x", s, "x", s));
+  }
+  return Guarded("vision tower", [&] {
+    auto pixels = torch::from_blob(const_cast<float*>(chw.data()), {1, 3, s, s}, torch::kFloat32)
+                      .to(device_, dtype_);
+    return vision_.forward({pixels}).toTensor();
+  });
+}
+
+absl::StatusOr<PaliGemma::Prefilled> PaliGemma::Prefill(const std::vector<PromptInput>& prompts,
+                                                        int extra_positions) const {
+  if (prompts.empty()) return absl::InvalidArgumentError("no prompts to prefill");
+  const int64_t n = manifest_.num_image_tokens;
+  int64_t t = 0;
+  for (const auto& p : prompts) {
+    if (p.prefix_ids.empty()) return absl::InvalidArgumentError("empty prompt prefix");
+    if (!p.image_features.defined() || p.image_features.dim() != 2 ||
+        p.image_features.size(0) != n || p.image_features.size(1) != manifest_.hidden_size) {
+      return absl::InvalidArgumentError("image features do not match the model's image tokens");
+    }
+    t = std::max<int64_t>(t, p.prefix_ids.size());
+  }
+  const int64_t max_len = n + t + extra_positions;
+  if (max_len > manifest_.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt + max_new_tokens needs ", max_len,
+                                                   " positions, the model has ",
+                                                   manifest_.max_position_embeddings));
+  }
+  const int64_t b = prompts.size();
+  return Guarded("prefill", [&] {
+    auto ids = torch::full({b, t}, manifest_.pad_id, torch::kInt64);
+    auto lengths = torch::empty({b}, torch::kInt64);
+    Prefilled out;
+    for (int64_t i = 0; i < b; ++i) {
+      const auto& p = prompts[i].prefix_ids;
+      auto row = ids[i];
+      for (size_t j = 0; j < p.size(); ++j) row[j] = static_cast<int64_t>(p[j]);
+      lengths[i] = static_cast<int64_t>(p.size());
+      out.prefix_lengths.push_back(n + static_cast<int64_t>(p.size()));
+    }
+    std::vector<torch::Tensor> features;
+    for (const auto& p : prompts) features.push_back(p.image_features);
+    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
+    const auto& m = manifest_;
+    out.k_cache = torch::zeros({m.num_layers, b, m.num_kv_heads, max_len, m.head_dim}, opts);
+    out.v_cache = torch::zeros_like(out.k_cache);
+    auto slots = torch::arange(b, torch::kInt64).to(device_);
+    auto text_embeds = language_.run_method("embed", ids.to(device_)).toTensor();
+    out.hidden = language_
+                     .run_method("prefill", torch::stack(features).to(device_, dtype_), text_embeds,
+                                 lengths.to(device_), slots, out.k_cache, out.v_cache)
+                     .toTensor();
+    return out;
+  });
+}
+
+absl::StatusOr<torch::Tensor> PaliGemma::PrefixLogits(const PromptInput& prompt) const {
+  ASSIGN_OR_RETURN(Prefilled p, Prefill({prompt}, 0));
+  return Guarded("logits", [&] {
+    auto hidden = p.hidden[0].narrow(0, 0, p.prefix_lengths[0]);
+    return language_.run_method("logits", hidden).toTensor().to(torch::kCPU, torch::kFloat32);
+  });
+}
+
+absl::StatusOr<std::vector<Generation>> PaliGemma::Generate(const std::vector<PromptInput>& prompts,
+                                                            const GenerateOptions& options) const {
+  if (options.max_new_tokens < 1) return absl::InvalidArgumentError("max_new_tokens must be >= 1");
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(Prefilled p, Prefill(prompts, options.max_new_tokens));
+  const auto prefilled = std::chrono::steady_clock::now();
+  const int64_t b = prompts.size();
+  std::vector<Generation> out(b);
+  auto result = Guarded("decode", [&]() -> bool {
+    auto last = torch::tensor(p.prefix_lengths, torch::kInt64).sub(1).to(device_);
+    auto hidden = p.hidden.index({torch::arange(b, torch::kInt64).to(device_), last});
+    auto logits = language_.run_method("logits", hidden).toTensor();
+    std::vector<int64_t> active(b);
+    for (int64_t i = 0; i < b; ++i) active[i] = i;
+    for (int step = 0; step < options.max_new_tokens; ++step) {
+      if (options.suppress_eos) {
+        logits.index_put_({torch::indexing::Slice(), manifest_.eos_id},
+                          -std::numeric_limits<float>::infinity());
+      }
+      auto next = logits.argmax(-1).to(torch::kCPU);
+      auto next_acc = next.accessor<int64_t, 1>();
+      std::vector<int64_t> still, ids, positions;
+      for (size_t r = 0; r < active.size(); ++r) {
+        const int64_t row = active[r];
+        const int32_t token = static_cast<int32_t>(next_acc[r]);
+        out[row].tokens.push_back(token);
+        if (token == manifest_.eos_id && !options.suppress_eos) continue;
+        still.push_back(row);
+        ids.push_back(token);
+        positions.push_back(p.prefix_lengths[row] + step);
+      }
+      active = std::move(still);
+      if (active.empty() || step + 1 == options.max_new_tokens) break;
+      if (options.should_stop && options.should_stop()) {
+        for (int64_t row : active) out[row].stopped_early = true;
+        break;
+      }
+      logits = language_
+                   .run_method("decode", torch::tensor(ids, torch::kInt64).to(device_),
+                               torch::tensor(positions, torch::kInt64).to(device_),
+                               torch::tensor(active, torch::kInt64).to(device_), p.k_cache,
+                               p.v_cache)
+                   .toTensor();
+    }
+    return true;
+  });
+  if (!result.ok()) return result.status();
+  const auto done = std::chrono::steady_clock::now();
+  for (auto& g : out) {
+    g.prefill_ms = std::chrono::duration<double, std::milli>(prefilled - start).count();
+    g.decode_ms = std::chrono::duration<double, std::milli>(done - prefilled).count();
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::array<float, 64 * 64>>> PaliGemma::DecodeMasks(
+    const std::vector<std::array<int, 16>>& codes) const {
+  std::vector<std::array<float, 64 * 64>> masks(codes.size());
+  if (codes.empty()) return masks;
+  auto decoded = Guarded("mask decoder", [&] {
+    auto input = torch::empty({static_cast<int64_t>(codes.size()), 16}, torch::kInt64);
+    auto acc = input.accessor<int64_t, 2>();
+    for (size_t i = 0; i < codes.size(); ++i) {
+      for (int j = 0; j < 16; ++j) acc[i][j] = codes[i][j];
+    }
+    return vae_.forward({input.to(device_)}).toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
+  });
+  if (!decoded.ok()) return decoded.status();
+  if (decoded->numel() != static_cast<int64_t>(codes.size()) * 64 * 64) {
+    return absl::InternalError("mask decoder returned an unexpected shape");
+  }
+  const float* data = decoded->data_ptr<float>();
+  for (size_t i = 0; i < codes.size(); ++i) {
+    std::copy(data + i * 64 * 64, data + (i + 1) * 64 * 64, masks[i].begin());
+  }
+  return masks;
+}
+
+}  // namespace pg::model

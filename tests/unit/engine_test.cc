@@ -1,0 +1,165 @@
+// The whole pipeline on the tiny bundle: image bytes + prompt in, the API's fields out; and the CLI.
+#include <torch/script.h>
+
+#include <cstdio>
+#include <memory>
+
+#include <catch2/catch.hpp>
+
+#include "server/engine/masks.h"
+#include "server/engine/segmenter.h"
+#include "server/image/image.h"
+#include "tests/unit/test_support.h"
+
+namespace {
+
+using pg::engine::SegmentRequest;
+using pg::engine::Segmenter;
+using pg::testing::Fixture;
+
+const Segmenter& Engine() {
+  static std::unique_ptr<Segmenter> engine = [] {
+    auto created = Segmenter::Create(pg::testing::TinyBundle());
+    if (!created.ok()) throw std::runtime_error(std::string(created.status().message()));
+    return std::move(created).value();
+  }();
+  return *engine;
+}
+
+SegmentRequest CatRequest(int max_new_tokens = 8) {
+  SegmentRequest r;
+  r.image_bytes = pg::testing::ReadFile(Fixture("images/chelsea.png"));
+  r.prompt = "segment cat";
+  r.options.max_new_tokens = max_new_tokens;
+  return r;
+}
+
+std::string RunCommand(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return out;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+  pclose(pipe);
+  return out;
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("segmenting a photo returns the reference app's fields", "[engine]") {
+  auto result = Engine().Segment(CatRequest());
+  CATCH_REQUIRE(result.ok());
+  CATCH_CHECK(result->original_width == 451);
+  CATCH_CHECK(result->original_height == 300);
+  auto image = pg::image::DecodeImage(result->image_png);
+  CATCH_REQUIRE(image.ok());
+  CATCH_CHECK(image->width == 56);
+  CATCH_CHECK(image->height == 56);
+  CATCH_CHECK(result->generated_token_ids.size() <= 8);
+  CATCH_CHECK(!result->generated_token_ids.empty());
+  CATCH_CHECK(result->text ==
+              Engine().tokenizer().Decode(result->generated_token_ids, /*skip_special=*/true));
+  // <bos> "segment cat" "\n"
+  CATCH_CHECK(result->prompt_token_ids == std::vector<int32_t>{2, 32318, 4401, 108});
+  CATCH_CHECK(result->timings.total_ms > 0);
+}
+
+CATCH_TEST_CASE("the same request twice gives the same answer", "[engine]") {
+  auto a = Engine().Segment(CatRequest(6));
+  auto b = Engine().Segment(CatRequest(6));
+  CATCH_REQUIRE(a.ok());
+  CATCH_REQUIRE(b.ok());
+  CATCH_CHECK(a->generated_token_ids == b->generated_token_ids);
+  CATCH_CHECK(a->image_png == b->image_png);
+}
+
+CATCH_TEST_CASE("answers become boxes and masks, a box without seg tokens included", "[engine]") {
+  std::string answer = "<loc0100><loc0200><loc0700><loc1023>";
+  for (int i = 0; i < 16; ++i) answer += "<seg0" + std::string(i < 10 ? "0" : "") + std::to_string(i) + ">";
+  answer += " cat ; <loc0000><loc0000><loc0512><loc0512> dog";
+  auto masks = Engine().MasksFromAnswer(answer, 640, 480, /*full_masks=*/true);
+  CATCH_REQUIRE(masks.ok());
+  CATCH_REQUIRE(masks->size() == 2);
+  const auto& cat = (*masks)[0];
+  CATCH_CHECK(cat.label == "cat");
+  CATCH_CHECK(cat.has_mask);
+  CATCH_CHECK(cat.coordinates == std::array<int, 4>{10, 5, 55, 38});  // int(v/1024*56)
+  CATCH_CHECK(cat.box == std::array<int, 4>{125, 47, 639, 328});
+  // codes 0..15 are the VAE golden's first row: the grey mask must be that mask.
+  auto golden = pg::testing::ReadJson(Fixture("vae/vae-golden.json"));
+  std::array<float, 64 * 64> logits{};
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 64; ++x) logits[y * 64 + x] = golden["masks"][0][y][x].get<float>();
+  auto expected = pg::engine::MaskImage64(logits);
+  auto grey = pg::image::DecodeImage(cat.mask_png);
+  CATCH_REQUIRE(grey.ok());
+  CATCH_REQUIRE(grey->width == 64);
+  int differing = 0;
+  for (int i = 0; i < 64 * 64; ++i) {
+    // DecodeImage gives RGB; the PNG is grey, replicated.
+    int diff = std::abs(int(grey->pixels[i * 3]) - int(expected.pixels[i]));
+    CATCH_CHECK(diff <= 1);
+    differing += diff != 0;
+  }
+  CATCH_CHECK(differing < 64);  // float rounding may flip a handful of truncations
+  auto full = pg::image::DecodeImage(cat.full_mask_png);
+  CATCH_REQUIRE(full.ok());
+  CATCH_CHECK(full->width == 640);
+  CATCH_CHECK(full->height == 480);
+  const auto& dog = (*masks)[1];
+  CATCH_CHECK(dog.label == "dog");
+  CATCH_CHECK_FALSE(dog.has_mask);
+  CATCH_CHECK(dog.coordinates == std::array<int, 4>{0, 0, 28, 28});
+}
+
+CATCH_TEST_CASE("bad requests are InvalidArgument with a precise message", "[engine][errors]") {
+  auto expect_invalid = [](SegmentRequest r, const std::string& words) {
+    auto result = Engine().Segment(r);
+    CATCH_REQUIRE_FALSE(result.ok());
+    CATCH_CHECK(result.status().code() == absl::StatusCode::kInvalidArgument);
+    CATCH_CHECK_THAT(std::string(result.status().message()), Catch::Contains(words));
+  };
+  auto r = CatRequest();
+  r.prompt = "";
+  expect_invalid(r, "prompt is empty");
+  r.prompt = "   \n";
+  expect_invalid(r, "prompt is empty");
+  r.prompt = std::string(5000, 'a');
+  expect_invalid(r, "limit");
+  r = CatRequest();
+  r.options.max_new_tokens = 0;
+  expect_invalid(r, "max_new_tokens");
+  r.options.max_new_tokens = 100000;
+  expect_invalid(r, "max_new_tokens");
+  r = CatRequest();
+  r.image_bytes = "";
+  expect_invalid(r, "image");
+  r.image_bytes = "GIF89a-truncated";
+  expect_invalid(r, "image");
+  r.image_bytes = std::string("\x89PNG\r\n\x1a\n", 8) + std::string(40, '\0');
+  expect_invalid(r, "image");
+}
+
+CATCH_TEST_CASE("paligemma-segment prints the engine's answer as JSON", "[cli]") {
+  const char* build = std::getenv("PG_BUILD_DIR");
+  CATCH_REQUIRE(build != nullptr);
+  const std::string cmd = std::string(build) + "/paligemma-segment --bundle " +
+                          pg::testing::TinyBundle() + " --image " + Fixture("images/chelsea.png") +
+                          " --prompt 'segment cat' --max-new-tokens 8 --show-tokens";
+  auto out = nlohmann::json::parse(RunCommand(cmd), nullptr, false);
+  CATCH_REQUIRE_FALSE(out.is_discarded());
+  auto expected = Engine().Segment(CatRequest(8));
+  CATCH_REQUIRE(expected.ok());
+  CATCH_CHECK(out["generated_token_ids"].get<std::vector<int32_t>>() ==
+              expected->generated_token_ids);
+  CATCH_CHECK(out["prompt_token_ids"].get<std::vector<int32_t>>() == expected->prompt_token_ids);
+  CATCH_CHECK(out["text"] == expected->text);
+  CATCH_CHECK(out["image"].is_string());
+  CATCH_CHECK(out["masks"].is_array());
+
+  // A bad argument exits non-zero with a message instead of JSON.
+  const std::string bad = std::string(build) + "/paligemma-segment --bundle " +
+                          pg::testing::TinyBundle() + " --image /nonexistent.png --prompt x 2>&1";
+  CATCH_CHECK_THAT(RunCommand(bad), Catch::Contains("cannot read image file"));
+}
