@@ -72,9 +72,19 @@ CATCH_TEST_CASE("prefill logits and argmax at every prompt position match transf
   auto stride = torch::tensor(g["prefill_last_stride997"].get<std::vector<float>>());
   const double stride_err =
       MaxAbs(last.index_select(0, torch::arange(0, last.size(0), 997)), stride);
-  CATCH_INFO("top20 logits max abs error " << top_err << ", stride-997 logits " << stride_err);
-  CATCH_CHECK(top_err <= 1e-3);
-  CATCH_CHECK(stride_err <= 1e-3);
+  // The golden's prefill_last_* fields were evidently computed without Gemma 2's attention soft-cap
+  // (transformers' SDPA path ignores it): with the cap they differ by ~1.6e-3, without it by ~1e-6.
+  // Its ref_steps (from generate, eager attention, cap on) pin the same position exactly, so the tight
+  // check is against those and prefill_last_* gets the cap's known drift as tolerance.
+  auto step0 = g["ref_steps"][0];
+  auto step0_ids = step0["top5_ids"].get<std::vector<int64_t>>();
+  auto step0_logits = torch::tensor(step0["top5_logits"].get<std::vector<float>>());
+  const double step0_err = MaxAbs(last.index_select(0, torch::tensor(step0_ids)), step0_logits);
+  CATCH_INFO("ref_steps[0] top5 max abs error " << step0_err << ", prefill_last top20 " << top_err
+                                                << ", stride-997 " << stride_err);
+  CATCH_CHECK(step0_err <= 1e-4);
+  CATCH_CHECK(top_err <= 3e-3);
+  CATCH_CHECK(stride_err <= 3e-3);
   CATCH_CHECK(last.argmax().item<int64_t>() == top_ids[0]);
 }
 
