@@ -1,0 +1,327 @@
+#include "server/registry/hub_download.h"
+
+#include <curl/curl.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "server/common/status.h"
+
+namespace pg::registry {
+namespace fs = std::filesystem;
+
+const char kAuthenticationMessage[] =
+    "This model requires authentication. Please configure a valid Hugging Face token (HF_TOKEN or "
+    "--hf_token_file, e.g. /run/secrets/hf_token) and make sure your account has accepted the "
+    "model's "
+    "license on huggingface.co";
+
+namespace {
+
+using CurlPtr = std::unique_ptr<CURL, decltype(&curl_easy_cleanup)>;
+using HeaderList = std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)>;
+
+struct Response {
+  long status = 0;
+  std::map<std::string, std::string> headers;  // lower-cased names, of the last response
+  std::string body;                            // only when no file is being written
+};
+
+size_t OnHeader(char* data, size_t size, size_t n, void* user) {
+  auto* r = static_cast<Response*>(user);
+  std::string line(data, size * n);
+  if (line.rfind("HTTP/", 0) == 0) r->headers.clear();  // a new response (after a redirect)
+  const size_t colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = absl::AsciiStrToLower(line.substr(0, colon));
+    r->headers[name] = std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+  }
+  return size * n;
+}
+
+size_t OnBody(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+size_t OnFileBody(char* data, size_t size, size_t n, void* user) {
+  return std::fwrite(data, 1, size * n, static_cast<FILE*>(user));
+}
+
+struct Progress {
+  std::string what;
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  curl_off_t offset = 0;
+};
+
+int OnProgress(void* user, curl_off_t total, curl_off_t now, curl_off_t, curl_off_t) {
+  auto* p = static_cast<Progress*>(user);
+  const auto t = std::chrono::steady_clock::now();
+  if (t - p->last > std::chrono::seconds(5)) {
+    p->last = t;
+    std::cerr << "download: " << p->what << " " << (p->offset + now) / (1 << 20) << " / "
+              << (p->offset + total) / (1 << 20) << " MiB\n";
+  }
+  return 0;
+}
+
+CurlPtr NewHandle(const HubOptions& o, const std::string& url, Response* r, curl_slist* headers) {
+  CurlPtr h(curl_easy_init(), &curl_easy_cleanup);
+  curl_easy_setopt(h.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h.get(), CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h.get(), CURLOPT_CONNECTTIMEOUT_MS, o.connect_timeout_ms);
+  curl_easy_setopt(h.get(), CURLOPT_LOW_SPEED_LIMIT, 1024L);
+  curl_easy_setopt(h.get(), CURLOPT_LOW_SPEED_TIME, o.low_speed_timeout_s);
+  curl_easy_setopt(h.get(), CURLOPT_FOLLOWLOCATION, 1L);  // the Hub redirects LFS files to its CDN
+  curl_easy_setopt(h.get(), CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(h.get(), CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h.get(), CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h.get(), CURLOPT_USERAGENT, "paligemma-serve/0.1");
+  curl_easy_setopt(h.get(), CURLOPT_HEADERFUNCTION, &OnHeader);
+  curl_easy_setopt(h.get(), CURLOPT_HEADERDATA, r);
+  // Custom headers (the token) are not sent to other hosts after a redirect (curl >= 7.58).
+  if (headers) curl_easy_setopt(h.get(), CURLOPT_HTTPHEADER, headers);
+  return h;
+}
+
+HeaderList AuthHeaders(const std::string& token) {
+  curl_slist* list = nullptr;
+  if (!token.empty()) list = curl_slist_append(list, ("Authorization: Bearer " + token).c_str());
+  return HeaderList(list, &curl_slist_free_all);
+}
+
+absl::Status StatusForHttp(long status, const std::string& what, const std::string& id) {
+  if (status == 401 || status == 403) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(kAuthenticationMessage, " (", what, ": HTTP ", status, ")"));
+  }
+  if (status == 404) {
+    return absl::NotFoundError(
+        absl::StrCat("model '", id, "' was not found on the Hub (", what, ": HTTP 404)"));
+  }
+  return absl::UnavailableError(absl::StrCat(what, ": HTTP ", status));
+}
+
+// Small file into memory (config, index); returns the HTTP status in r.
+absl::Status GetSmall(const HubOptions& o, const std::string& url, Response* r) {
+  HeaderList headers = AuthHeaders(o.token);
+  for (int attempt = 1;; ++attempt) {
+    *r = Response{};
+    CurlPtr h = NewHandle(o, url, r, headers.get());
+    curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, &OnBody);
+    curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &r->body);
+    const CURLcode rc = curl_easy_perform(h.get());
+    if (rc == CURLE_OK) {
+      curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &r->status);
+      if (r->status < 500 || attempt >= o.attempts) return absl::OkStatus();
+    } else if (attempt >= o.attempts) {
+      return absl::UnavailableError(absl::StrCat("GET ", url, ": ", curl_easy_strerror(rc)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
+  }
+}
+
+// Streams url into `path` via path.incomplete, resuming from its size on each attempt.
+absl::Status GetToFile(const HubOptions& o, const std::string& url, const std::string& token,
+                       const std::string& path, const std::string& what, const std::string& id) {
+  const std::string partial = path + ".incomplete";
+  HeaderList headers = AuthHeaders(token);
+  std::string last_error;
+  for (int attempt = 1; attempt <= o.attempts; ++attempt) {
+    std::error_code ec;
+    const curl_off_t offset =
+        fs::exists(partial, ec) ? static_cast<curl_off_t>(fs::file_size(partial, ec)) : 0;
+    FILE* f = std::fopen(partial.c_str(), offset > 0 ? "ab" : "wb");
+    if (!f) return absl::InternalError(absl::StrCat("cannot write ", partial));
+    Response r;
+    Progress progress{what};
+    progress.offset = offset;
+    CurlPtr h = NewHandle(o, url, &r, headers.get());
+    curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, &OnFileBody);
+    curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(h.get(), CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h.get(), CURLOPT_XFERINFOFUNCTION, &OnProgress);
+    curl_easy_setopt(h.get(), CURLOPT_XFERINFODATA, &progress);
+    // Only a 2xx body is written; an error page must not land in the blob.
+    curl_easy_setopt(h.get(), CURLOPT_FAILONERROR, 1L);
+    if (offset > 0) {
+      curl_easy_setopt(h.get(), CURLOPT_RESUME_FROM_LARGE, offset);
+      std::cerr << "download: " << what << " resuming at byte " << offset << "\n";
+    } else {
+      std::cerr << "download: " << what << "\n";
+    }
+    const CURLcode rc = curl_easy_perform(h.get());
+    std::fclose(f);
+    long status = 0;
+    curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &status);
+    if (rc == CURLE_OK && offset > 0 && status == 200) {
+      // The server ignored the Range and sent the whole file after our partial one: start over.
+      fs::remove(partial, ec);
+      last_error = "server ignored the resume request";
+      continue;
+    }
+    if (rc == CURLE_OK) {
+      fs::rename(partial, path, ec);
+      if (ec) return absl::InternalError(absl::StrCat("rename ", partial, ": ", ec.message()));
+      std::cerr << "download: " << what << " done (" << fs::file_size(path, ec) << " bytes)\n";
+      return absl::OkStatus();
+    }
+    if (rc == CURLE_HTTP_RETURNED_ERROR) {
+      if (status == 416) {  // our partial file is longer than the resource: start over
+        fs::remove(partial, ec);
+        continue;
+      }
+      if (status < 500) return StatusForHttp(status, what, id);
+    }
+    last_error = curl_easy_strerror(rc);
+    std::cerr << "download: " << what << " interrupted (" << last_error << "), attempt " << attempt
+              << "/" << o.attempts << "\n";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
+  }
+  return absl::UnavailableError(
+      absl::StrCat("download of ", what, " failed after ", o.attempts, " attempts: ", last_error));
+}
+
+std::string BlobName(const Response& head, const std::string& fallback) {
+  // huggingface_hub names blobs by the LFS sha256 (X-Linked-Etag) or the git blob id (ETag).
+  auto it = head.headers.find("x-linked-etag");
+  if (it == head.headers.end()) it = head.headers.find("etag");
+  if (it == head.headers.end()) return fallback;
+  std::string name = it->second;
+  if (name.rfind("W/", 0) == 0) name.erase(0, 2);
+  if (!name.empty() && name.front() == '"') name.erase(0, 1);
+  if (!name.empty() && name.back() == '"') name.pop_back();
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_') return fallback;
+  }
+  return name.empty() ? fallback : name;
+}
+
+// One repo file into blobs/ + snapshots/<commit>/<file> (a relative symlink, as huggingface_hub
+// makes).
+absl::Status FetchRepoFile(const HubOptions& o, const std::string& id, const std::string& repo_dir,
+                           const std::string& commit, const std::string& file,
+                           const Response& head) {
+  std::error_code ec;
+  const std::string snapshot = repo_dir + "/snapshots/" + commit;
+  const std::string link = snapshot + "/" + file;
+  if (fs::exists(link, ec)) return absl::OkStatus();
+  const std::string blob = BlobName(head, absl::StrCat(commit, "-", file));
+  fs::create_directories(repo_dir + "/blobs", ec);
+  fs::create_directories(snapshot, ec);
+  const std::string blob_path = repo_dir + "/blobs/" + blob;
+  if (!fs::exists(blob_path, ec)) {
+    const std::string url = absl::StrCat(o.endpoint, "/", id, "/resolve/", commit, "/", file);
+    RETURN_IF_ERROR(GetToFile(o, url, o.token, blob_path, absl::StrCat(id, "/", file), id));
+  }
+  fs::create_symlink("../../blobs/" + blob, link, ec);
+  if (ec && !fs::exists(link)) {
+    return absl::InternalError(absl::StrCat("symlink ", link, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status DownloadRepo(const HubOptions& o, const std::string& id, const std::string& repo_dir) {
+  auto url = [&](const std::string& rev, const std::string& file) {
+    return absl::StrCat(o.endpoint, "/", id, "/resolve/", rev, "/", file);
+  };
+  // config.json first: it answers "does the repo exist / do we have access" and names the commit.
+  Response config;
+  RETURN_IF_ERROR(GetSmall(o, url(o.revision, "config.json"), &config));
+  if (config.status != 200) return StatusForHttp(config.status, id + "/config.json", id);
+  std::string commit = o.revision;
+  if (auto it = config.headers.find("x-repo-commit"); it != config.headers.end()) {
+    commit = it->second;
+  }
+  for (char c : commit) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_' && c != '.') {
+      return absl::UnavailableError("the Hub sent an invalid commit id");
+    }
+  }
+  std::cerr << "download: " << id << " revision " << o.revision << " = commit " << commit << "\n";
+
+  std::vector<std::string> files = {"config.json", "tokenizer.json"};
+  Response index;
+  RETURN_IF_ERROR(GetSmall(o, url(commit, "model.safetensors.index.json"), &index));
+  if (index.status == 200) {
+    files.push_back("model.safetensors.index.json");
+    try {
+      std::set<std::string> shards;
+      const nlohmann::json parsed = nlohmann::json::parse(index.body);  // outlives the loop below
+      for (const auto& entry : parsed.at("weight_map").items()) {
+        shards.insert(entry.value().get<std::string>());
+      }
+      for (const auto& s : shards) {
+        if (s.find('/') != std::string::npos || s.rfind(".", 0) == 0) {
+          return absl::UnavailableError(absl::StrCat("safetensors index names a bad shard: ", s));
+        }
+        files.push_back(s);
+      }
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("bad model.safetensors.index.json: ", e.what()));
+    }
+  } else if (index.status == 404) {
+    files.push_back("model.safetensors");
+  } else {
+    return StatusForHttp(index.status, id + "/model.safetensors.index.json", id);
+  }
+  // Optional files: used when present.
+  for (const char* optional : {"preprocessor_config.json", "tokenizer_config.json",
+                               "special_tokens_map.json", "generation_config.json"}) {
+    Response r;
+    RETURN_IF_ERROR(GetSmall(o, url(commit, optional), &r));
+    if (r.status == 200) files.push_back(optional);
+  }
+
+  for (const auto& file : files) {
+    // A HEAD-like probe for the blob name; cheap for small files, headers only for big ones.
+    Response head;
+    {
+      HeaderList headers = AuthHeaders(o.token);
+      CurlPtr h = NewHandle(o, url(commit, file), &head, headers.get());
+      curl_easy_setopt(h.get(), CURLOPT_NOBODY, 1L);
+      curl_easy_setopt(h.get(), CURLOPT_FOLLOWLOCATION, 0L);  // X-Linked-Etag is on the redirect
+      const CURLcode rc = curl_easy_perform(h.get());
+      if (rc != CURLE_OK) {
+        return absl::UnavailableError(
+            absl::StrCat("HEAD ", id, "/", file, ": ", curl_easy_strerror(rc)));
+      }
+      curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &head.status);
+      if (head.status >= 400) return StatusForHttp(head.status, id + "/" + file, id);
+    }
+    RETURN_IF_ERROR(FetchRepoFile(o, id, repo_dir, commit, file, head));
+  }
+  // refs/main last: the cache folder counts as complete (resolver) only once every file is there.
+  std::error_code ec;
+  fs::create_directories(repo_dir + "/refs", ec);
+  const std::string ref = repo_dir + "/refs/" + o.revision;
+  {
+    std::ofstream out(ref + ".tmp");
+    out << commit;
+    if (!out) return absl::InternalError("cannot write " + ref);
+  }
+  fs::rename(ref + ".tmp", ref, ec);
+  return absl::OkStatus();
+}
+
+absl::Status DownloadFile(const HubOptions& options, const std::string& url,
+                          const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  return GetToFile(options, url, /*token=*/"", path, url, url);
+}
+
+}  // namespace pg::registry

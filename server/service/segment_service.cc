@@ -1,0 +1,100 @@
+#include "server/service/segment_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/service/status_mapping.h"
+
+namespace pg::service {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+void FillResponse(const engine::SegmentResult& r, paligemma::v1::SegmentResponse* out) {
+  out->set_image(r.image_png);
+  out->set_text(r.text);
+  out->set_width(r.original_width);
+  out->set_height(r.original_height);
+  for (const auto& m : r.masks) {
+    auto* o = out->add_masks();
+    o->set_mask(m.mask_png);
+    for (int v : m.coordinates) o->add_coordinates(v);
+    o->set_label(m.label);
+    for (int v : m.box) o->add_box(v);
+    o->set_full_mask(m.full_mask_png);
+    o->set_has_mask(m.has_mask);
+  }
+  auto* t = out->mutable_timings();
+  t->set_preprocess_ms(r.timings.preprocess_ms);
+  t->set_vision_ms(r.timings.vision_ms);
+  t->set_prefill_ms(r.timings.prefill_ms);
+  t->set_decode_ms(r.timings.decode_ms);
+  t->set_masks_ms(r.timings.masks_ms);
+}
+
+}  // namespace
+
+Clock::time_point SteadyDeadline(const grpc::ServerContext& context) {
+  const auto system_deadline = context.deadline();
+  const auto system_now = std::chrono::system_clock::now();
+  if (system_deadline - system_now > std::chrono::hours(24 * 365)) return Clock::time_point::max();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(system_deadline - system_now);
+}
+
+grpc::Status SegmentServiceImpl::Segment(grpc::ServerContext* context,
+                                         const paligemma::v1::SegmentRequest* request,
+                                         paligemma::v1::SegmentResponse* response) {
+  const auto t0 = Clock::now();
+  const auto deadline = SteadyDeadline(*context);
+  const std::function<bool()> cancelled = [context] { return context->IsCancelled(); };
+
+  absl::StatusOr<ParsedSegmentRequest> parsed = ParseSegmentRequest(*request, limits_);
+  if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+
+  engine::SegmentRequest engine_request;
+  engine_request.prompt = std::move(parsed->prompt);
+  engine_request.options = parsed->options;
+  double fetch_ms = 0;
+  if (!parsed->image_url.empty()) {
+    const auto tf = Clock::now();
+    absl::StatusOr<std::string> body = FetchUrl(parsed->image_url, fetch_, deadline, cancelled);
+    if (!body.ok()) return ToGrpcStatus(body.status());
+    engine_request.image_bytes = std::move(*body);
+    fetch_ms = MsSince(tf);
+  } else {
+    engine_request.image_bytes = std::move(parsed->image_data);
+  }
+
+  const auto tq = Clock::now();
+  auto model = registry_->Get(parsed->model_id, deadline, cancelled);
+  if (!model.ok()) return ToGrpcStatus(model.status());
+  auto ticket = admission_->Enter(deadline, cancelled);
+  if (!ticket.ok()) return ToGrpcStatus(ticket.status());
+  const double queue_ms = MsSince(tq);
+
+  // Polled between decode steps: a client that gave up stops costing compute within one token.
+  engine_request.options.should_stop = [context, deadline] {
+    return context->IsCancelled() || Clock::now() >= deadline;
+  };
+  absl::StatusOr<engine::SegmentResult> result = (*model)->Segment(engine_request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  if (result->stopped_early) {
+    const std::string progress =
+        absl::StrCat(" after ", result->generated_token_ids.size(), " generated tokens");
+    if (Clock::now() >= deadline) {
+      return ToGrpcStatus(absl::DeadlineExceededError("deadline exceeded" + progress));
+    }
+    return ToGrpcStatus(absl::CancelledError("request cancelled" + progress));
+  }
+  FillResponse(*result, response);
+  response->set_model_id(parsed->model_id.empty() ? registry_->default_model() : parsed->model_id);
+  auto* t = response->mutable_timings();
+  t->set_queue_ms(queue_ms);
+  t->set_fetch_ms(fetch_ms);
+  t->set_total_ms(MsSince(t0));
+  return grpc::Status::OK;
+}
+
+}  // namespace pg::service

@@ -1,0 +1,33 @@
+// paligemma.v1.SegmentService: validate at the edge, fetch image_url, get the model from the
+// registry, wait for an execution slot, run the engine with the client's deadline and cancellation,
+// translate back.
+#pragma once
+
+#include "paligemma/v1/paligemma.grpc.pb.h"
+#include "server/registry/registry.h"
+#include "server/service/admission.h"
+#include "server/service/request_validation.h"
+#include "server/service/url_fetch.h"
+
+namespace pg::service {
+
+class SegmentServiceImpl final : public paligemma::v1::SegmentService::Service {
+ public:
+  SegmentServiceImpl(registry::ModelRegistry* registry, Admission* admission, RequestLimits limits,
+                     FetchOptions fetch)
+      : registry_(registry), admission_(admission), limits_(limits), fetch_(std::move(fetch)) {}
+
+  grpc::Status Segment(grpc::ServerContext* context, const paligemma::v1::SegmentRequest* request,
+                       paligemma::v1::SegmentResponse* response) override;
+
+ private:
+  registry::ModelRegistry* registry_;
+  Admission* admission_;
+  const RequestLimits limits_;
+  const FetchOptions fetch_;
+};
+
+// The client's deadline on the steady clock (far future when it set none).
+std::chrono::steady_clock::time_point SteadyDeadline(const grpc::ServerContext& context);
+
+}  // namespace pg::service

@@ -1,0 +1,231 @@
+// paligemma-server: the gRPC Segment/Model services over the model registry, with server reflection
+// and grpc.health.v1. SIGTERM/SIGINT stop accepting, drain in-flight requests (up to
+// --drain_timeout_s), exit 0.
+#include <curl/curl.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "server/registry/model_id.h"
+#include "server/registry/registry.h"
+#include "server/service/admission.h"
+#include "server/service/model_service.h"
+#include "server/service/segment_service.h"
+#include "server/tools/server_flags.h"
+
+#ifndef PG_DEFAULT_PYTHON
+#define PG_DEFAULT_PYTHON "/usr/bin/python3"
+#endif
+#ifndef PG_DEFAULT_EXPORTER_DIR
+#define PG_DEFAULT_EXPORTER_DIR "."
+#endif
+
+namespace {
+
+constexpr char kSegmentService[] = "paligemma.v1.SegmentService";
+constexpr char kModelService[] = "paligemma.v1.ModelService";
+
+std::vector<pg::tools::FlagSpec> Specs() {
+  return {
+      {"host", "HOST", "0.0.0.0", false, "address to listen on"},
+      {"port", "PORT", "50051", false, "port; 0 picks a free one and prints it"},
+      {"models_dir", "MODELS_DIR", "models", false,
+       "bundles/<id>/, huggingface/ (HF cache) and vae-oid.npz live here"},
+      {"default_model", "MODEL_ID", "google/paligemma2-3b-mix-448", false,
+       "model for requests without model_id"},
+      {"preload", "PRELOAD", "false", true,
+       "load the default model at start; health is NOT_SERVING until it is ready"},
+      {"device", "DEVICE", "cpu", false, "cpu or cuda[:N]"},
+      {"dtype", "DTYPE", "float32", false, "float32 or bfloat16"},
+      {"threads", "THREADS", "0", false, "LibTorch intra-op threads; 0 = all cores"},
+      {"max_loaded_models", "MAX_LOADED_MODELS", "1", false,
+       "models kept loaded; the least recently used is unloaded past it"},
+      {"hf_token_file", "HF_TOKEN_FILE", "/run/secrets/hf_token", false,
+       "file holding the Hugging Face token (HF_TOKEN is used when it is absent)"},
+      {"hf_endpoint", "HF_ENDPOINT", "https://huggingface.co", false, "Hugging Face Hub URL"},
+      {"vae_url", "VAE_URL", "https://storage.googleapis.com/big_vision/paligemma/vae-oid.npz",
+       false, "where vae-oid.npz is fetched from when MODELS_DIR lacks it"},
+      {"python", "PG_PYTHON", PG_DEFAULT_PYTHON, false, "Python with torch, runs the exporter"},
+      {"exporter_dir", "PG_EXPORTER_DIR", PG_DEFAULT_EXPORTER_DIR, false,
+       "folder holding the exporter package"},
+      {"allow_private_urls", "ALLOW_PRIVATE_URLS", "false", true,
+       "let image_url reach loopback/private/link-local addresses (SSRF guard off)"},
+      {"allowed_url_cidrs", "ALLOWED_URL_CIDRS", "", false,
+       "comma-separated private ranges image_url may reach anyway, e.g. 10.1.2.0/24"},
+      {"max_image_bytes", "MAX_IMAGE_BYTES", "20971520", false, "largest image (bytes or fetched)"},
+      {"max_prompt_bytes", "MAX_PROMPT_BYTES", "2048", false, "longest prompt"},
+      {"max_new_tokens_limit", "MAX_NEW_TOKENS_LIMIT", "1024", false,
+       "largest max_new_tokens a request may ask for"},
+      {"fetch_timeout_ms", "FETCH_TIMEOUT_MS", "20000", false, "image_url total timeout"},
+      {"connect_timeout_ms", "CONNECT_TIMEOUT_MS", "5000", false, "image_url connect timeout"},
+      {"max_redirects", "MAX_REDIRECTS", "3", false, "image_url redirects followed"},
+      {"max_concurrent", "MAX_CONCURRENT", "1", false, "segmentations running at once"},
+      {"max_queue", "MAX_QUEUE", "64", false,
+       "requests waiting for a turn; more get RESOURCE_EXHAUSTED"},
+      {"drain_timeout_s", "DRAIN_TIMEOUT_S", "30", false,
+       "on SIGTERM, how long in-flight requests may finish"},
+      {"help", "", "false", true, "print this help"},
+  };
+}
+
+int Fail(const std::string& message) {
+  std::cerr << "paligemma-server: " << message << "\n";
+  return 2;
+}
+
+std::string ReadToken(const pg::tools::Flags& flags) {
+  std::ifstream in(flags.Get("hf_token_file"));
+  std::string token;
+  if (in && std::getline(in, token)) {
+    token = std::string(absl::StripAsciiWhitespace(token));
+    if (!token.empty()) return token;
+  }
+  const char* env = std::getenv("HF_TOKEN");
+  return env ? std::string(absl::StripAsciiWhitespace(env)) : "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pg::tools::Flags flags(Specs());
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    std::cerr << flags.Usage();
+    return Fail(std::string(s.message()));
+  }
+  if (flags.GetBool("help")) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  // Signals are blocked before any thread starts, so only the sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+
+  std::map<std::string, long long> ints;
+  for (const char* name :
+       {"port", "threads", "max_loaded_models", "max_image_bytes", "max_prompt_bytes",
+        "max_new_tokens_limit", "fetch_timeout_ms", "connect_timeout_ms", "max_redirects",
+        "max_concurrent", "max_queue", "drain_timeout_s"}) {
+    auto v = flags.GetInt(name);
+    if (!v.ok()) return Fail(std::string(v.status().message()));
+    if (*v < 0) return Fail(absl::StrCat("--", name, " must not be negative"));
+    ints[name] = *v;
+  }
+  // An explicitly named token file must exist (a typo would otherwise silently mean "no token");
+  // --hf_token_file= (empty) means none.
+  if (flags.WasSet("hf_token_file") && !flags.Get("hf_token_file").empty() &&
+      !std::ifstream(flags.Get("hf_token_file"))) {
+    return Fail("cannot read --hf_token_file " + flags.Get("hf_token_file"));
+  }
+
+  pg::registry::RegistryOptions ro;
+  ro.models_dir = flags.Get("models_dir");
+  ro.default_model = flags.Get("default_model");
+  if (absl::Status s = pg::registry::ValidateModelId(ro.default_model); !s.ok()) {
+    return Fail("--default_model: " + std::string(s.message()));
+  }
+  ro.engine.load.device = flags.Get("device");
+  ro.engine.load.dtype = flags.Get("dtype");
+  ro.engine.threads = static_cast<int>(ints["threads"]);
+  ro.engine.image_limits.max_bytes = ints["max_image_bytes"];
+  ro.engine.max_prompt_bytes = ints["max_prompt_bytes"];
+  ro.engine.max_new_tokens_limit = static_cast<int>(ints["max_new_tokens_limit"]);
+  ro.max_loaded_models = static_cast<int>(std::max(1LL, ints["max_loaded_models"]));
+  ro.hub.endpoint = flags.Get("hf_endpoint");
+  while (!ro.hub.endpoint.empty() && ro.hub.endpoint.back() == '/') ro.hub.endpoint.pop_back();
+  ro.hub.token = ReadToken(flags);
+  ro.vae_url = flags.Get("vae_url");
+  ro.exporter.python = flags.Get("python");
+  ro.exporter.module_dir = flags.Get("exporter_dir");
+  pg::registry::ModelRegistry registry(ro);
+
+  pg::service::RequestLimits limits;
+  limits.max_prompt_bytes = ints["max_prompt_bytes"];
+  limits.max_image_bytes = ints["max_image_bytes"];
+  limits.max_new_tokens_limit = static_cast<int>(ints["max_new_tokens_limit"]);
+  pg::service::FetchOptions fetch;
+  fetch.max_bytes = ints["max_image_bytes"];
+  fetch.total_timeout_ms = ints["fetch_timeout_ms"];
+  fetch.connect_timeout_ms = ints["connect_timeout_ms"];
+  fetch.max_redirects = ints["max_redirects"];
+  fetch.allow_private = flags.GetBool("allow_private_urls");
+  auto cidrs = pg::service::ParseCidrList(flags.Get("allowed_url_cidrs"));
+  if (!cidrs.ok()) return Fail("--allowed_url_cidrs: " + std::string(cidrs.status().message()));
+  fetch.allowed = *cidrs;
+
+  pg::service::Admission admission(static_cast<int>(std::max(1LL, ints["max_concurrent"])),
+                                   static_cast<int>(ints["max_queue"]));
+  pg::service::SegmentServiceImpl segment_service(&registry, &admission, limits, fetch);
+  pg::service::ModelServiceImpl model_service(&registry);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  const std::string address = absl::StrCat(flags.Get("host"), ":", ints["port"]);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  // A 20 MB image plus the rest of the request fits; responses with full-size masks may be larger.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(ints["max_image_bytes"] + (1 << 20)));
+  builder.SetMaxSendMessageSize(-1);
+  builder.RegisterService(&segment_service);
+  builder.RegisterService(&model_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) return Fail("cannot listen on " + address);
+
+  const bool preload = flags.GetBool("preload");
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  auto set_serving = [health](bool serving) {
+    health->SetServingStatus("", serving);
+    health->SetServingStatus(kSegmentService, serving);
+  };
+  health->SetServingStatus(kModelService, true);
+  set_serving(!preload);
+  std::thread preloader;
+  std::atomic<bool> stopping{false};
+  if (preload) {
+    // With --preload, SERVING means "the default model answers now" (readiness probes).
+    registry.SetListener(
+        [&, default_id = ro.default_model](const std::string& id, pg::registry::ModelState state) {
+          if (id == default_id) set_serving(state == pg::registry::ModelState::kReady);
+        });
+    preloader = std::thread([&] {
+      auto r = registry.Get("", std::chrono::steady_clock::time_point::max(),
+                            [&] { return stopping.load(); });
+      if (!r.ok()) std::cerr << "paligemma-server: preload: " << r.status().message() << "\n";
+    });
+  }
+
+  const std::string host = flags.Get("host");
+  std::cout << "listening on " << host << ":" << port << std::endl;
+  std::cerr << "paligemma-server: models_dir " << ro.models_dir << ", default model "
+            << ro.default_model << (preload ? " (preloading)" : "") << ", hub " << ro.hub.endpoint
+            << (ro.hub.token.empty() ? " (no token)" : " (token set)") << "\n";
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  std::cerr << "paligemma-server: signal " << sig << ", draining\n";
+  stopping = true;
+  registry.SetListener(nullptr);
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::seconds(ints["drain_timeout_s"]));
+  server->Wait();
+  if (preloader.joinable()) preloader.join();
+  std::cerr << "paligemma-server: drained, exiting\n";
+  std::cout.flush();
+  std::cerr.flush();
+  // Skip destructors: a download or export in progress would otherwise delay the exit by minutes;
+  // its partial files are resumed or replaced by the next start.
+  std::_Exit(0);
+}
