@@ -1,0 +1,182 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/paligemma-serve/paligemma-serve/gateway/gen/paligemma/v1"
+)
+
+// The reference app's messages, kept word for word.
+const (
+	msgNoImage   = "Provide either an image file or image URL."
+	msgBothImage = "Provide either an image file or image URL, not both."
+)
+
+// formFields is what a POST /segment form carried, before validation.
+type formFields struct {
+	values    url.Values
+	imageFile []byte
+	hasFile   bool
+}
+
+func (f *formFields) get(name string) (string, bool) {
+	v, ok := f.values[name]
+	if !ok || len(v) == 0 {
+		return "", false
+	}
+	return v[0], true
+}
+
+// readForm reads a multipart/form-data or application/x-www-form-urlencoded body (the reference app
+// accepted both, as FastAPI Form/File parameters do). The body is already capped by the limit middleware.
+func readForm(r *http.Request, maxMemory int64) (*formFields, error) {
+	f := &formFields{values: url.Values{}}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		// No body type: like FastAPI, every field is missing.
+		_, _ = io.Copy(io.Discard, r.Body)
+		return f, nil
+	}
+	mediaType, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return nil, badRequest("Invalid Content-Type: %v", err)
+	}
+	switch mediaType {
+	case "application/x-www-form-urlencoded":
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		vals, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, badRequest("Invalid form body: %v", err)
+		}
+		f.values = vals
+		return f, nil
+	case "multipart/form-data":
+		boundary := params["boundary"]
+		if boundary == "" {
+			return nil, badRequest("Invalid form body: multipart boundary missing")
+		}
+		return readMultipart(multipart.NewReader(r.Body, boundary), f)
+	default:
+		return nil, &httpError{code: http.StatusUnsupportedMediaType,
+			detail: "Unsupported Content-Type " + mediaType +
+				"; send multipart/form-data or application/x-www-form-urlencoded (JSON goes to POST /v1/segment)."}
+	}
+}
+
+func readMultipart(mr *multipart.Reader, f *formFields) (*formFields, error) {
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return f, nil
+		}
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		name := part.FormName()
+		data, err := io.ReadAll(part)
+		_ = part.Close()
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		if name == "" {
+			continue
+		}
+		if name == "image_file" {
+			// A browser form with no file chosen sends an empty part with an empty filename: no file.
+			if part.FileName() == "" && len(data) == 0 {
+				continue
+			}
+			if f.hasFile {
+				return nil, badRequest("Send one image_file, not several.")
+			}
+			f.hasFile = true
+			f.imageFile = data
+			continue
+		}
+		if _, dup := f.values[name]; !dup {
+			f.values[name] = []string{string(data)}
+		}
+	}
+}
+
+// bodyError: a body over the cap is 413 (the limit middleware records it); anything else is a bad body.
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &httpError{code: http.StatusRequestEntityTooLarge, detail: tooLargeDetail(mbe.Limit)}
+	}
+	return badRequest("Invalid form body: %v", err)
+}
+
+// toSegmentRequest validates the fields the way the reference app did (prompt required, exactly one
+// image source) and builds the gRPC request. Our additions: max_new_tokens, include_image,
+// include_full_masks and options (a JSON SegmentOptions). The form endpoint leaves full masks out
+// unless asked, since the reference app never returned them.
+func toSegmentRequest(f *formFields) (*pb.SegmentRequest, error) {
+	prompt, _ := f.get("prompt")
+	if prompt == "" {
+		return nil, badRequest("Missing required form field: prompt")
+	}
+	if s, _ := f.get("image_file"); s != "" {
+		return nil, badRequest("image_file must be a file upload (multipart/form-data).")
+	}
+	imageURL, _ := f.get("image_url")
+	if !f.hasFile && imageURL == "" {
+		return nil, badRequest(msgNoImage)
+	}
+	if f.hasFile && imageURL != "" {
+		return nil, badRequest(msgBothImage)
+	}
+	req := &pb.SegmentRequest{Prompt: prompt, ImageUrl: imageURL}
+	if f.hasFile {
+		req.ImageData = f.imageFile
+	}
+	if m, _ := f.get("model_id"); m != "" {
+		req.ModelId = m
+	}
+	if s, ok := f.get("max_new_tokens"); ok && strings.TrimSpace(s) != "" {
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 32)
+		if err != nil {
+			return nil, badRequest("max_new_tokens must be an integer, got %q", s)
+		}
+		req.MaxNewTokens = proto.Int32(int32(n))
+	}
+	opts := &pb.SegmentOptions{}
+	if s, ok := f.get("options"); ok && strings.TrimSpace(s) != "" {
+		if err := protojson.Unmarshal([]byte(s), opts); err != nil {
+			return nil, badRequest("options must be a JSON object with include_image and/or include_full_masks: %v", err)
+		}
+	}
+	for _, b := range []struct {
+		name string
+		dst  **bool
+	}{{"include_image", &opts.IncludeImage}, {"include_full_masks", &opts.IncludeFullMasks}} {
+		s, ok := f.get(b.name)
+		if !ok || strings.TrimSpace(s) == "" {
+			continue
+		}
+		v, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return nil, badRequest("%s must be true or false, got %q", b.name, s)
+		}
+		*b.dst = proto.Bool(v)
+	}
+	if opts.IncludeFullMasks == nil {
+		opts.IncludeFullMasks = proto.Bool(false)
+	}
+	req.Options = opts
+	return req, nil
+}
