@@ -3,5 +3,5 @@
 Run as `python3 -m exporter CHECKPOINT_DIR --vae VAE_NPZ --out BUNDLE_DIR` (see docs/bundle-format.md).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 FORMAT_VERSION = 1

@@ -327,6 +327,13 @@ class Gemma2Language(nn.Module):
 
     @torch.jit.export
     def decode(self, ids: Tensor, positions: Tensor, slots: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
+        return self.logits(self.decode_hidden(ids, positions, slots, k_cache, v_cache))
+
+    @torch.jit.export
+    def decode_hidden(self, ids: Tensor, positions: Tensor, slots: Tensor, k_cache: Tensor,
+                      v_cache: Tensor) -> Tensor:
+        """decode without the LM head: the final-normed hidden state [B,H]. Greedy serving takes the argmax
+        of the unscaled logits itself (the soft-cap is monotonic), skipping tanh over the vocabulary."""
         b = ids.shape[0]
         x = F.embedding(ids, self.embed_tokens).unsqueeze(1)
         x = x * torch.tensor(self.sqrt_hidden, dtype=x.dtype)
@@ -347,7 +354,7 @@ class Gemma2Language(nn.Module):
                 x = layer.decode(x, cos, sin, positions, slots, k_cache[i], v_cache[i], start, sliding_ok)
             else:
                 x = layer.decode(x, cos, sin, positions, slots, k_cache[i], v_cache[i], 0, full_ok)
-        return self.logits(self.norm(x)[:, 0])
+        return self.norm(x)[:, 0]
 
 
 # ------------------------------------------------------------------------------------------------- VAE

@@ -1,6 +1,11 @@
 #include "server/engine/segmenter.h"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <thread>
 
 #include <torch/torch.h>
@@ -26,6 +31,30 @@ void ConfigureThreads(int threads) {
   at::set_num_threads(threads);
 }
 
+void EnsurePassiveOpenMp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("PG_NO_REEXEC") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  setenv("PG_NO_REEXEC", "1", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
+}
+
+std::string ContentHash(const void* data, size_t size) {
+  const std::string_view bytes(static_cast<const char*>(data), size);
+  const uint64_t h1 = std::hash<std::string_view>{}(bytes);
+  // FNV-1a over 8-byte words, a second independent 64 bits.
+  uint64_t h2 = 0xcbf29ce484222325ull ^ size;
+  const auto* p = static_cast<const unsigned char*>(data);
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h2 = (h2 ^ w) * 0x100000001b3ull;
+    h2 ^= h2 >> 29;
+  }
+  for (; i < size; ++i) h2 = (h2 ^ p[i]) * 0x100000001b3ull;
+  return absl::StrCat(absl::Hex(h1, absl::kZeroPad16), absl::Hex(h2, absl::kZeroPad16));
+}
+
 absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::Create(const std::string& bundle_dir,
                                                              const EngineOptions& options) {
   ConfigureThreads(options.threads);
@@ -41,6 +70,15 @@ absl::StatusOr<std::unique_ptr<Segmenter>> Segmenter::Create(const std::string& 
     return absl::InvalidArgumentError(
         "bundle's tokenizer.json does not match its manifest's special token ids");
   }
+  SchedulerOptions so;
+  so.max_batch = options.max_batch;
+  so.max_queue = options.max_queue;
+  so.max_len = options.max_context > 0
+                   ? options.max_context
+                   : m.num_image_tokens + 512 + std::max(1, options.max_new_tokens_limit);
+  ASSIGN_OR_RETURN(s->scheduler_, Scheduler::Create(s->model_.get(), so));
+  s->vision_cache_ = std::make_unique<LruCache<torch::Tensor>>(options.vision_cache_bytes);
+  s->response_cache_ = std::make_unique<LruCache<SegmentResult>>(options.response_cache_bytes);
   return s;
 }
 
@@ -62,12 +100,41 @@ absl::Status Segmenter::Validate(const SegmentRequest& request) const {
   return absl::OkStatus();
 }
 
+namespace {
+
+int64_t ResultBytes(const SegmentResult& r) {
+  int64_t bytes = sizeof(r) + r.image_png.size() + r.text.size() +
+                  4 * (r.prompt_token_ids.size() + r.generated_token_ids.size());
+  for (const auto& m : r.masks) {
+    bytes += sizeof(m) + m.mask_png.size() + m.full_mask_png.size() + m.label.size();
+  }
+  return bytes;
+}
+
+}  // namespace
+
 absl::StatusOr<SegmentResult> Segmenter::Segment(const SegmentRequest& request) const {
   RETURN_IF_ERROR(Validate(request));
   const auto& m = model_->manifest();
-  SegmentResult result;
   const auto t0 = Clock::now();
 
+  // The response cache (off by default) answers repeated identical requests without any compute.
+  std::string response_key;
+  if (response_cache_->enabled()) {
+    const auto& o = request.options;
+    response_key = absl::StrCat(ContentHash(request.image_bytes.data(), request.image_bytes.size()),
+                                "|", o.max_new_tokens, "|", o.include_image, o.include_full_masks,
+                                o.suppress_eos, "|", request.prompt);
+    if (auto hit = response_cache_->Get(response_key)) {
+      SegmentResult result = *hit;
+      result.response_cache_hit = true;
+      result.timings = Timings{};
+      result.timings.total_ms = Ms(t0, Clock::now());
+      return result;
+    }
+  }
+
+  SegmentResult result;
   // Preprocess exactly as the reference app: PIL bicubic to the model size, rescale, normalise.
   ASSIGN_OR_RETURN(image::Image original, image::DecodeImage(request.image_bytes,
                                                              options_.image_limits));
@@ -83,16 +150,33 @@ absl::StatusOr<SegmentResult> Segmenter::Segment(const SegmentRequest& request) 
   result.prompt_token_ids = text::EncodePrompt(*tokenizer_, request.prompt);
   const auto t1 = Clock::now();
 
-  ASSIGN_OR_RETURN(torch::Tensor features, model_->EncodeImage(chw));
+  // The vision tower's output depends only on the model input pixels: cache it by their hash.
+  torch::Tensor features;
+  std::string vision_key;
+  if (vision_cache_->enabled()) {
+    vision_key = ContentHash(chw.data(), chw.size() * sizeof(float));
+    if (auto hit = vision_cache_->Get(vision_key)) {
+      features = *hit;
+      result.vision_cache_hit = true;
+    }
+  }
+  if (!features.defined()) {
+    ASSIGN_OR_RETURN(torch::Tensor encoded, model_->EncodeImage(chw));
+    features = encoded[0];
+    if (vision_cache_->enabled()) {
+      vision_cache_->Put(vision_key, std::make_shared<const torch::Tensor>(features),
+                         features.numel() * features.element_size());
+    }
+  }
   const auto t2 = Clock::now();
 
   model::GenerateOptions gen;
   gen.max_new_tokens = request.options.max_new_tokens;
   gen.suppress_eos = request.options.suppress_eos;
   gen.should_stop = request.options.should_stop;
-  ASSIGN_OR_RETURN(auto generations,
-                   model_->Generate({{features[0], result.prompt_token_ids}}, gen));
-  const model::Generation& g = generations.front();
+  // Decoding joins the model's continuous batch: concurrent requests share each decode step.
+  ASSIGN_OR_RETURN(model::Generation g,
+                   scheduler_->Generate({features, result.prompt_token_ids}, gen));
   result.generated_token_ids = g.tokens;
   result.stopped_early = g.stopped_early;
   result.text = tokenizer_->Decode(g.tokens, /*skip_special_tokens=*/true);
@@ -108,6 +192,10 @@ absl::StatusOr<SegmentResult> Segmenter::Segment(const SegmentRequest& request) 
   result.timings.decode_ms = g.decode_ms;
   result.timings.masks_ms = Ms(t3, t4);
   result.timings.total_ms = Ms(t0, t4);
+  if (response_cache_->enabled() && !result.stopped_early) {
+    response_cache_->Put(response_key, std::make_shared<const SegmentResult>(result),
+                         ResultBytes(result));
+  }
   return result;
 }
 

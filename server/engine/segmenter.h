@@ -6,6 +6,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/engine/lru_cache.h"
+#include "server/engine/scheduler.h"
 #include "server/engine/types.h"
 #include "server/image/image.h"
 #include "server/model/paligemma.h"
@@ -19,6 +21,15 @@ struct EngineOptions {
   image::DecodeLimits image_limits;
   size_t max_prompt_bytes = 2048;
   int max_new_tokens_limit = 1024;
+  // Continuous batching (server/engine/scheduler.h): sequences decoded together, requests waiting
+  // for a slot, and positions per KV-cache slot (0 = image tokens + 512 + max_new_tokens_limit).
+  int max_batch = 8;
+  int max_queue = 64;
+  int64_t max_context = 0;
+  // Vision-tower outputs kept by preprocessed-image hash ("same image, several prompts").
+  int64_t vision_cache_bytes = 256ll << 20;
+  // Whole results kept by (image bytes hash, prompt, options); 0 = off.
+  int64_t response_cache_bytes = 0;
 };
 
 class Segmenter {
@@ -35,6 +46,9 @@ class Segmenter {
   const model::PaliGemma& model() const { return *model_; }
   const text::Tokenizer& tokenizer() const { return *tokenizer_; }
   const EngineOptions& options() const { return options_; }
+  Scheduler& scheduler() const { return *scheduler_; }
+  CacheStats vision_cache_stats() const { return vision_cache_->stats(); }
+  CacheStats response_cache_stats() const { return response_cache_->stats(); }
 
  private:
   Segmenter() = default;
@@ -43,9 +57,19 @@ class Segmenter {
   EngineOptions options_;
   std::unique_ptr<model::PaliGemma> model_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
+  std::unique_ptr<Scheduler> scheduler_;
+  // Caches are internally synchronised; Segment() is const and called from many threads.
+  std::unique_ptr<LruCache<torch::Tensor>> vision_cache_;
+  std::unique_ptr<LruCache<SegmentResult>> response_cache_;
 };
 
 // Sets LibTorch's intra-op thread count (0 = hardware cores). LibTorch otherwise uses one thread here.
 void ConfigureThreads(int threads);
+
+// Call first thing in main(): if OMP_WAIT_POLICY is unset, sets it to PASSIVE and re-executes the
+// program. libgomp reads it only at start-up; its default busy-waiting threads compete with
+// OpenBLAS's own pthreads (and anything else on the machine), which made a 257k-element tanh take
+// 12-47 ms instead of 1.5 ms on the 2-core development machine.
+void EnsurePassiveOpenMp(char** argv);
 
 }  // namespace pg::engine

@@ -45,6 +45,8 @@ struct SegmentResult {
   std::vector<int32_t> prompt_token_ids;     // after the image tokens, starting with <bos>
   std::vector<int32_t> generated_token_ids;
   bool stopped_early = false;
+  bool vision_cache_hit = false;    // the vision tower was skipped (same image seen before)
+  bool response_cache_hit = false;  // the whole result came from the response cache
   Timings timings;
 };
 

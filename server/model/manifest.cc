@@ -1,6 +1,9 @@
 #include "server/model/manifest.h"
 
+#include <climits>
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -30,16 +33,49 @@ absl::StatusOr<const json*> Find(const json& root, const std::string& path) {
   return node;
 }
 
+absl::Status WrongType(const std::string& path) {
+  return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' has the wrong type"));
+}
+
+// Checked conversions: nlohmann's get<int>() / get<float>() static_cast whatever number is there, so
+// 4294967297 silently became 1 and 1e30 was undefined behaviour (found by tests/fuzz/fuzz_manifest).
+absl::Status Convert(const json& node, const std::string& path, std::string* out) {
+  if (!node.is_string()) return WrongType(path);
+  *out = node.get<std::string>();
+  return absl::OkStatus();
+}
+
+absl::Status Convert(const json& node, const std::string& path, int* out) {
+  if (!node.is_number_integer()) return WrongType(path);  // also true for number_unsigned
+  if (node.is_number_unsigned() ? node.get<uint64_t>() > uint64_t{INT_MAX}
+                                : node.get<int64_t>() < INT_MIN || node.get<int64_t>() > INT_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' is out of range"));
+  }
+  *out = static_cast<int>(node.get<int64_t>());
+  return absl::OkStatus();
+}
+
+absl::Status Convert(const json& node, const std::string& path, float* out) {
+  if (!node.is_number()) return WrongType(path);
+  const double v = node.get<double>();
+  if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' is out of range"));
+  }
+  *out = static_cast<float>(v);
+  return absl::OkStatus();
+}
+
+absl::Status Convert(const json& node, const std::string& path, std::array<float, 3>* out) {
+  if (!node.is_array() || node.size() != 3) return WrongType(path);
+  for (size_t i = 0; i < 3; ++i) RETURN_IF_ERROR(Convert(node[i], path, &(*out)[i]));
+  return absl::OkStatus();
+}
+
 template <typename T>
 absl::Status Read(const json& root, const std::string& path, T* out) {
   auto node = Find(root, path);
   if (!node.ok()) return node.status();
-  try {
-    *out = (*node)->get<T>();
-  } catch (const json::exception&) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' has the wrong type"));
-  }
-  return absl::OkStatus();
+  return Convert(**node, path, out);
 }
 
 absl::Status Positive(const std::string& path, int value) {
@@ -57,9 +93,13 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& bundle_dir) {
   if (!in) return absl::NotFoundError(absl::StrCat("bundle has no manifest: ", path));
   std::stringstream buffer;
   buffer << in.rdbuf();
-  json root = json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+  return ParseManifest(buffer.str(), path);
+}
+
+absl::StatusOr<Manifest> ParseManifest(std::string_view json_text, const std::string& source) {
+  json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest is not valid JSON: ", path));
+    return absl::InvalidArgumentError(absl::StrCat("manifest is not valid JSON: ", source));
   }
 
   Manifest m;
@@ -101,10 +141,19 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& bundle_dir) {
   }
   if (auto files = root.find("files"); files != root.end() && files->is_object()) {
     for (auto& [name, entry] : files->items()) {
+      // entry.value("sha256", "") threw (std::terminate) for a non-string; a damaged bundle must be
+      // an error instead (found by tests/fuzz/fuzz_manifest).
       BundleFile f;
       if (entry.is_object()) {
-        f.sha256 = entry.value("sha256", "");
-        f.bytes = entry.value("bytes", int64_t{0});
+        const auto sha = entry.find("sha256");
+        const auto bytes = entry.find("bytes");
+        if ((sha != entry.end() && !sha->is_string()) ||
+            (bytes != entry.end() && !bytes->is_number_integer())) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("manifest.json: files entry '", name, "' has the wrong type"));
+        }
+        if (sha != entry.end()) f.sha256 = sha->get<std::string>();
+        if (bytes != entry.end()) f.bytes = bytes->get<int64_t>();
       }
       m.files[name] = f;
     }
@@ -121,6 +170,22 @@ absl::StatusOr<Manifest> LoadManifest(const std::string& bundle_dir) {
         {"text.num_heads", m.num_heads}, {"text.num_kv_heads", m.num_kv_heads},
         {"text.head_dim", m.head_dim}, {"text.max_position_embeddings", m.max_position_embeddings}}) {
     RETURN_IF_ERROR(Positive(name, value));
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (!(m.std[i] > 0)) {
+      return absl::InvalidArgumentError("manifest.json: field 'image.std' must be positive");
+    }
+  }
+  // Token ids index the embedding table: one outside [0, vocab_size) is a broken bundle.
+  for (auto [name, value] :
+       {std::pair<const char*, int32_t>{"tokens.bos", m.bos_id}, {"tokens.eos", m.eos_id},
+        {"tokens.pad", m.pad_id}, {"tokens.image", m.image_id}, {"tokens.newline", m.newline_id},
+        {"tokens.loc0", m.loc0_id}, {"tokens.seg0", m.seg0_id}}) {
+    if (value < 0 || value >= m.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", name, "' (", value,
+                                                     ") is not a token id below text.vocab_size (",
+                                                     m.vocab_size, ")"));
+    }
   }
   return m;
 }

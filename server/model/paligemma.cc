@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <limits>
+#include <stdexcept>
 
 #include <torch/cuda.h>
 
@@ -89,6 +90,16 @@ absl::StatusOr<std::unique_ptr<PaliGemma>> PaliGemma::Load(const std::string& bu
   // The VAE is tiny; float32 keeps masks identical whatever the language model's dtype.
   ASSIGN_OR_RETURN(model->vae_,
                    LoadModule(bundle_dir, "vae.pt", {"forward"}, model->device_, torch::kFloat32));
+  auto& lm = model->language_;
+  model->has_decode_hidden_ = lm.find_method("decode_hidden").has_value();
+  if (!lm.hasattr("embed_tokens") || !lm.hasattr("final_softcap")) {
+    return absl::InvalidArgumentError("language.pt lacks embed_tokens/final_softcap");
+  }
+  model->embed_ = lm.attr("embed_tokens").toTensor();
+  model->final_softcap_ = lm.attr("final_softcap").toDouble();
+  for (auto* m : {&model->vision_, &model->language_, &model->vae_}) {
+    for (const auto& p : m->parameters()) model->parameter_bytes_ += p.numel() * p.element_size();
+  }
   return model;
 }
 
@@ -98,6 +109,7 @@ absl::StatusOr<torch::Tensor> PaliGemma::EncodeImage(const std::vector<float>& c
     return absl::InvalidArgumentError(
         absl::StrCat("pixel buffer has ", chw.size(), " values, expected 3x", s, "x", s));
   }
+  std::lock_guard<std::mutex> lock(compute_mu_);
   return Guarded("vision tower", [&] {
     auto pixels = torch::from_blob(const_cast<float*>(chw.data()), {1, 3, s, s}, torch::kFloat32)
                       .to(device_, dtype_);
@@ -125,34 +137,121 @@ absl::StatusOr<PaliGemma::Prefilled> PaliGemma::Prefill(const std::vector<Prompt
                                                    manifest_.max_position_embeddings));
   }
   const int64_t b = prompts.size();
-  return Guarded("prefill", [&] {
-    auto ids = torch::full({b, t}, manifest_.pad_id, torch::kInt64);
-    auto lengths = torch::empty({b}, torch::kInt64);
+  return Guarded("prefill", [&]() -> Prefilled {
     Prefilled out;
-    for (int64_t i = 0; i < b; ++i) {
-      const auto& p = prompts[i].prefix_ids;
-      auto row = ids[i];
-      for (size_t j = 0; j < p.size(); ++j) row[j] = static_cast<int64_t>(p[j]);
-      lengths[i] = static_cast<int64_t>(p.size());
-      out.prefix_lengths.push_back(n + static_cast<int64_t>(p.size()));
-    }
-    std::vector<torch::Tensor> features;
-    for (const auto& p : prompts) features.push_back(p.image_features);
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
     const auto& m = manifest_;
     out.k_cache = torch::zeros({m.num_layers, b, m.num_kv_heads, max_len, m.head_dim}, opts);
     out.v_cache = torch::zeros_like(out.k_cache);
     auto slots = torch::arange(b, torch::kInt64).to(device_);
-    auto text_embeds = language_.run_method("embed", ids.to(device_)).toTensor();
-    out.hidden = language_
-                     .run_method("prefill", torch::stack(features).to(device_, dtype_), text_embeds,
-                                 lengths.to(device_), slots, out.k_cache, out.v_cache)
-                     .toTensor();
+    absl::Status s = PrefillInto(prompts, slots, out.k_cache, out.v_cache, &out.hidden,
+                                 &out.prefix_lengths);
+    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
     return out;
   });
 }
 
+// Runs language.prefill for `prompts` into cache rows `slots` (caller holds compute_mu_ and a
+// c10::InferenceMode; LibTorch errors propagate as exceptions to the caller's Guarded).
+absl::Status PaliGemma::PrefillInto(const std::vector<PromptInput>& prompts,
+                                    const torch::Tensor& slots, torch::Tensor& k_cache,
+                                    torch::Tensor& v_cache, torch::Tensor* hidden,
+                                    std::vector<int64_t>* prefix_lengths) const {
+  const int64_t n = manifest_.num_image_tokens;
+  const int64_t b = prompts.size();
+  int64_t t = 0;
+  for (const auto& p : prompts) t = std::max<int64_t>(t, p.prefix_ids.size());
+  auto ids = torch::full({b, t}, manifest_.pad_id, torch::kInt64);
+  auto lengths = torch::empty({b}, torch::kInt64);
+  auto ids_acc = ids.accessor<int64_t, 2>();
+  auto len_acc = lengths.accessor<int64_t, 1>();
+  prefix_lengths->clear();
+  for (int64_t i = 0; i < b; ++i) {
+    const auto& p = prompts[i].prefix_ids;
+    for (size_t j = 0; j < p.size(); ++j) ids_acc[i][j] = static_cast<int64_t>(p[j]);
+    len_acc[i] = static_cast<int64_t>(p.size());
+    prefix_lengths->push_back(n + static_cast<int64_t>(p.size()));
+  }
+  std::vector<torch::Tensor> features;
+  for (const auto& p : prompts) features.push_back(p.image_features);
+  auto text_embeds = language_.run_method("embed", ids.to(device_)).toTensor();
+  *hidden = language_
+                .run_method("prefill", torch::stack(features).to(device_, dtype_), text_embeds,
+                            lengths.to(device_), slots, k_cache, v_cache)
+                .toTensor();
+  return absl::OkStatus();
+}
+
+// Greedy decoding takes argmax over soft-capped logits c*tanh(x/c). tanh is monotonic, so the winner is
+// the raw argmax -- except where rounding makes distinct raw values equal after the cap, in which case
+// argmax picks the lowest index among them. To return exactly the ids the capped logits give, the cap
+// is applied only to the few logits within `kWindow` of each row's maximum (any logit further below
+// is strictly smaller after the cap, checked per row), and the whole row is capped in the rare case it
+// is not (saturation). This skips tanh over 257k logits per token (~2-50 ms on this CPU).
+torch::Tensor PaliGemma::GreedyFromLogits(torch::Tensor raw,
+                                          const std::vector<bool>& suppress_eos) const {
+  const int64_t b = raw.size(0);
+  for (int64_t r = 0; r < b; ++r) {
+    if (r < static_cast<int64_t>(suppress_eos.size()) && suppress_eos[r]) {
+      raw[r][manifest_.eos_id] = -std::numeric_limits<float>::infinity();
+    }
+  }
+  const double c = final_softcap_;
+  auto cap = [c](const torch::Tensor& x) { return torch::tanh(x / c) * c; };
+  if (c <= 0) return raw.argmax(-1).to(torch::kCPU);
+  constexpr double kWindow = 1.0;
+  auto max = std::get<0>(raw.max(-1, /*keepdim=*/true));  // [B,1]
+  auto capped_max = cap(max);
+  auto capped_floor = cap(max - kWindow);
+  auto near = raw > (max - kWindow);                       // [B,V]
+  auto counts = near.sum(-1).to(torch::kCPU);
+  auto ok = (capped_floor < capped_max).to(torch::kCPU);
+  auto best = raw.argmax(-1).to(torch::kCPU).contiguous();
+  auto best_acc = best.accessor<int64_t, 1>();
+  auto counts_acc = counts.accessor<int64_t, 1>();
+  for (int64_t r = 0; r < b; ++r) {
+    if (counts_acc[r] == 1 && ok[r][0].item<bool>()) continue;  // a unique winner: the raw argmax
+    if (!ok[r][0].item<bool>()) {                                // saturated: cap the whole row
+      best_acc[r] = cap(raw[r]).argmax().item<int64_t>();
+      continue;
+    }
+    auto idx = near[r].nonzero().view({-1});  // ascending indices
+    auto vals = cap(raw[r].index_select(0, idx)).to(torch::kCPU, torch::kFloat64);
+    const double target = capped_max[r][0].item<double>();
+    auto idx_cpu = idx.to(torch::kCPU);
+    for (int64_t i = 0; i < idx_cpu.size(0); ++i) {
+      if (vals[i].item<double>() == target) {
+        best_acc[r] = idx_cpu[i].item<int64_t>();
+        break;
+      }
+    }
+  }
+  return best;
+}
+
+torch::Tensor PaliGemma::GreedyFromHidden(const torch::Tensor& hidden,
+                                          const std::vector<bool>& suppress_eos) const {
+  return GreedyFromLogits(at::linear(hidden, embed_), suppress_eos);
+}
+
+torch::Tensor PaliGemma::DecodeNext(const torch::Tensor& ids, const torch::Tensor& positions,
+                                    const torch::Tensor& slots, torch::Tensor& k_cache,
+                                    torch::Tensor& v_cache,
+                                    const std::vector<bool>& suppress_eos) const {
+  if (has_decode_hidden_) {
+    auto hidden =
+        language_.run_method("decode_hidden", ids, positions, slots, k_cache, v_cache).toTensor();
+    return GreedyFromHidden(hidden, suppress_eos);
+  }
+  auto logits = language_.run_method("decode", ids, positions, slots, k_cache, v_cache).toTensor();
+  for (size_t r = 0; r < suppress_eos.size(); ++r) {
+    if (suppress_eos[r]) logits[r][manifest_.eos_id] = -std::numeric_limits<float>::infinity();
+  }
+  return logits.argmax(-1).to(torch::kCPU);
+}
+
 absl::StatusOr<torch::Tensor> PaliGemma::PrefixLogits(const PromptInput& prompt) const {
+  std::lock_guard<std::mutex> lock(compute_mu_);
   ASSIGN_OR_RETURN(Prefilled p, Prefill({prompt}, 0));
   return Guarded("logits", [&] {
     auto hidden = p.hidden[0].narrow(0, 0, p.prefix_lengths[0]);
@@ -163,6 +262,7 @@ absl::StatusOr<torch::Tensor> PaliGemma::PrefixLogits(const PromptInput& prompt)
 absl::StatusOr<std::vector<Generation>> PaliGemma::Generate(const std::vector<PromptInput>& prompts,
                                                             const GenerateOptions& options) const {
   if (options.max_new_tokens < 1) return absl::InvalidArgumentError("max_new_tokens must be >= 1");
+  std::lock_guard<std::mutex> lock(compute_mu_);
   const auto start = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(Prefilled p, Prefill(prompts, options.max_new_tokens));
   const auto prefilled = std::chrono::steady_clock::now();
@@ -171,15 +271,11 @@ absl::StatusOr<std::vector<Generation>> PaliGemma::Generate(const std::vector<Pr
   auto result = Guarded("decode", [&]() -> bool {
     auto last = torch::tensor(p.prefix_lengths, torch::kInt64).sub(1).to(device_);
     auto hidden = p.hidden.index({torch::arange(b, torch::kInt64).to(device_), last});
-    auto logits = language_.run_method("logits", hidden).toTensor();
+    std::vector<bool> suppress(b, options.suppress_eos);
+    auto next = GreedyFromHidden(hidden, suppress);
     std::vector<int64_t> active(b);
     for (int64_t i = 0; i < b; ++i) active[i] = i;
     for (int step = 0; step < options.max_new_tokens; ++step) {
-      if (options.suppress_eos) {
-        logits.index_put_({torch::indexing::Slice(), manifest_.eos_id},
-                          -std::numeric_limits<float>::infinity());
-      }
-      auto next = logits.argmax(-1).to(torch::kCPU);
       auto next_acc = next.accessor<int64_t, 1>();
       std::vector<int64_t> still, ids, positions;
       for (size_t r = 0; r < active.size(); ++r) {
@@ -197,12 +293,10 @@ absl::StatusOr<std::vector<Generation>> PaliGemma::Generate(const std::vector<Pr
         for (int64_t row : active) out[row].stopped_early = true;
         break;
       }
-      logits = language_
-                   .run_method("decode", torch::tensor(ids, torch::kInt64).to(device_),
-                               torch::tensor(positions, torch::kInt64).to(device_),
-                               torch::tensor(active, torch::kInt64).to(device_), p.k_cache,
-                               p.v_cache)
-                   .toTensor();
+      next = DecodeNext(torch::tensor(ids, torch::kInt64).to(device_),
+                        torch::tensor(positions, torch::kInt64).to(device_),
+                        torch::tensor(active, torch::kInt64).to(device_), p.k_cache, p.v_cache,
+                        std::vector<bool>(active.size(), options.suppress_eos));
     }
     return true;
   });
@@ -215,10 +309,79 @@ absl::StatusOr<std::vector<Generation>> PaliGemma::Generate(const std::vector<Pr
   return out;
 }
 
+absl::StatusOr<KvCache> PaliGemma::AllocateCache(int64_t slots, int64_t max_len) const {
+  if (slots < 1 || max_len < 1) return absl::InvalidArgumentError("empty KV cache requested");
+  max_len = std::min<int64_t>(max_len, manifest_.max_position_embeddings);
+  return Guarded("KV cache allocation", [&] {
+    const auto& m = manifest_;
+    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
+    KvCache cache;
+    // zeros, not empty: the decode path masks positions past a row's length, and zeroed memory keeps
+    // that masking free of NaN/Inf garbage.
+    cache.k = torch::zeros({m.num_layers, slots, m.num_kv_heads, max_len, m.head_dim}, opts);
+    cache.v = torch::zeros_like(cache.k);
+    cache.slots = slots;
+    cache.max_len = max_len;
+    return cache;
+  });
+}
+
+absl::StatusOr<int32_t> PaliGemma::PrefillSlot(const PromptInput& prompt, int64_t slot,
+                                               KvCache& cache, bool suppress_eos) const {
+  const int64_t n = manifest_.num_image_tokens;
+  if (prompt.prefix_ids.empty()) return absl::InvalidArgumentError("empty prompt prefix");
+  if (!prompt.image_features.defined() || prompt.image_features.dim() != 2 ||
+      prompt.image_features.size(0) != n ||
+      prompt.image_features.size(1) != manifest_.hidden_size) {
+    return absl::InvalidArgumentError("image features do not match the model's image tokens");
+  }
+  if (slot < 0 || slot >= cache.slots) return absl::InvalidArgumentError("bad cache slot");
+  if (n + static_cast<int64_t>(prompt.prefix_ids.size()) > cache.max_len) {
+    return absl::InvalidArgumentError("prompt does not fit the KV cache");
+  }
+  std::lock_guard<std::mutex> lock(compute_mu_);
+  return Guarded("prefill", [&]() -> int32_t {
+    torch::Tensor hidden;
+    std::vector<int64_t> lengths;
+    auto slots = torch::tensor({slot}, torch::kInt64).to(device_);
+    absl::Status s = PrefillInto({prompt}, slots, cache.k, cache.v, &hidden, &lengths);
+    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
+    auto last = hidden[0].narrow(0, lengths[0] - 1, 1);  // [1,H]
+    return static_cast<int32_t>(GreedyFromHidden(last, {suppress_eos})[0].item<int64_t>());
+  });
+}
+
+absl::StatusOr<std::vector<int32_t>> PaliGemma::DecodeStep(const std::vector<int64_t>& ids,
+                                                           const std::vector<int64_t>& positions,
+                                                           const std::vector<int64_t>& slots,
+                                                           const std::vector<bool>& suppress_eos,
+                                                           KvCache& cache) const {
+  if (ids.empty() || ids.size() != positions.size() || ids.size() != slots.size()) {
+    return absl::InvalidArgumentError("decode step rows do not match");
+  }
+  for (size_t r = 0; r < ids.size(); ++r) {
+    if (positions[r] >= cache.max_len || slots[r] < 0 || slots[r] >= cache.slots) {
+      return absl::InvalidArgumentError("decode step outside the KV cache");
+    }
+  }
+  std::lock_guard<std::mutex> lock(compute_mu_);
+  return Guarded("decode", [&] {
+    auto next = DecodeNext(torch::tensor(ids, torch::kInt64).to(device_),
+                           torch::tensor(positions, torch::kInt64).to(device_),
+                           torch::tensor(slots, torch::kInt64).to(device_), cache.k, cache.v,
+                           suppress_eos);
+    auto acc = next.accessor<int64_t, 1>();
+    std::vector<int32_t> out(ids.size());
+    for (size_t r = 0; r < out.size(); ++r) out[r] = static_cast<int32_t>(acc[r]);
+    return out;
+  });
+}
+
 absl::StatusOr<std::vector<std::array<float, 64 * 64>>> PaliGemma::DecodeMasks(
     const std::vector<std::array<int, 16>>& codes) const {
   std::vector<std::array<float, 64 * 64>> masks(codes.size());
   if (codes.empty()) return masks;
+  std::lock_guard<std::mutex> lock(compute_mu_);
   auto decoded = Guarded("mask decoder", [&] {
     auto input = torch::empty({static_cast<int64_t>(codes.size()), 16}, torch::kInt64);
     auto acc = input.accessor<int64_t, 2>();

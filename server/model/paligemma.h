@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,13 @@ struct PromptInput {
   std::vector<int32_t> prefix_ids;
 };
 
+// A KV cache of SLOTS sequences x MAXLEN positions, allocated once (the continuous-batching scheduler
+// owns one per model and hands its slots to requests).
+struct KvCache {
+  torch::Tensor k, v;  // [L, SLOTS, KVH, MAXLEN, D] in the model dtype
+  int64_t slots = 0, max_len = 0;
+};
+
 class PaliGemma {
  public:
   static absl::StatusOr<std::unique_ptr<PaliGemma>> Load(const std::string& bundle_dir,
@@ -61,6 +69,27 @@ class PaliGemma {
   // Prefill only, for parity checks: soft-capped logits at every prefix position, [N + T, V] (float32).
   absl::StatusOr<torch::Tensor> PrefixLogits(const PromptInput& prompt) const;
 
+  // --- Slot-level API for the continuous-batching scheduler (server/engine/scheduler.h). ---
+  absl::StatusOr<KvCache> AllocateCache(int64_t slots, int64_t max_len) const;
+  // Prefills one prompt into cache slot `slot` (positions 0..N+T-1) and returns its first greedy token.
+  absl::StatusOr<int32_t> PrefillSlot(const PromptInput& prompt, int64_t slot, KvCache& cache,
+                                      bool suppress_eos) const;
+  // One decode step for a batch of rows: row r feeds ids[r] at positions[r] into slots[r]; returns
+  // each row's next greedy token.
+  absl::StatusOr<std::vector<int32_t>> DecodeStep(const std::vector<int64_t>& ids,
+                                                  const std::vector<int64_t>& positions,
+                                                  const std::vector<int64_t>& slots,
+                                                  const std::vector<bool>& suppress_eos,
+                                                  KvCache& cache) const;
+  // Positions a prompt of `prefix_tokens` text tokens and `max_new_tokens` needs in a cache slot.
+  int64_t PositionsNeeded(int64_t prefix_tokens, int max_new_tokens) const {
+    return manifest_.num_image_tokens + prefix_tokens + max_new_tokens;
+  }
+  // The loaded TorchScript decoder (a handle), for tools that inspect its parameters (the benchmark).
+  torch::jit::script::Module language_module() const { return language_; }
+  // Bytes of parameters (vision + language + VAE) as loaded.
+  int64_t parameter_bytes() const { return parameter_bytes_; }
+
   // VAE: codebook indices [B][16] -> mask logits, B x 64 x 64 floats in the decoder's raw range.
   absl::StatusOr<std::vector<std::array<float, 64 * 64>>> DecodeMasks(
       const std::vector<std::array<int, 16>>& codes) const;
@@ -73,12 +102,29 @@ class PaliGemma {
     std::vector<int64_t> prefix_lengths;     // N + len(prefix_ids) per row
   };
   absl::StatusOr<Prefilled> Prefill(const std::vector<PromptInput>& prompts, int extra_positions) const;
+  absl::Status PrefillInto(const std::vector<PromptInput>& prompts, const torch::Tensor& slots,
+                           torch::Tensor& k_cache, torch::Tensor& v_cache, torch::Tensor* hidden,
+                           std::vector<int64_t>* prefix_lengths) const;
+  // Greedy next tokens from final-normed hidden states [B,H]: the argmax of the soft-capped logits,
+  // computed without the soft-cap over the whole vocabulary (exactly the same ids; see the .cc).
+  torch::Tensor GreedyFromHidden(const torch::Tensor& hidden, const std::vector<bool>& suppress_eos) const;
+  torch::Tensor GreedyFromLogits(torch::Tensor logits, const std::vector<bool>& suppress_eos) const;
+  torch::Tensor DecodeNext(const torch::Tensor& ids, const torch::Tensor& positions,
+                           const torch::Tensor& slots, torch::Tensor& k_cache, torch::Tensor& v_cache,
+                           const std::vector<bool>& suppress_eos) const;
 
   Manifest manifest_;
   torch::Device device_{torch::kCPU};
   torch::ScalarType dtype_ = torch::kFloat32;
   // TorchScript methods are const-callable only through a mutable module; calls do not change it.
   mutable torch::jit::script::Module vision_, language_, vae_;
+  torch::Tensor embed_;          // the tied LM head [V, H] (a view of language_'s parameter)
+  double final_softcap_ = 0;
+  bool has_decode_hidden_ = false;  // bundles exported before decode_hidden fall back to decode
+  int64_t parameter_bytes_ = 0;
+  // Model compute is serialised: LibTorch already spreads one call over every core, so concurrent
+  // calls would only oversubscribe them. The scheduler's steps, vision and VAE calls all take it.
+  mutable std::mutex compute_mu_;
 };
 
 }  // namespace pg::model

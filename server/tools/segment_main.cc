@@ -22,6 +22,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  pg::engine::EnsurePassiveOpenMp(argv);
   std::string bundle, image_path, prompt;
   bool have_prompt = false, show_tokens = false;
   pg::engine::EngineOptions engine_options;

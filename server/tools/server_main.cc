@@ -16,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "server/registry/model_id.h"
+#include "server/engine/segmenter.h"
 #include "server/registry/registry.h"
 #include "server/service/admission.h"
 #include "server/service/model_service.h"
@@ -68,9 +69,18 @@ std::vector<pg::tools::FlagSpec> Specs() {
       {"fetch_timeout_ms", "FETCH_TIMEOUT_MS", "20000", false, "image_url total timeout"},
       {"connect_timeout_ms", "CONNECT_TIMEOUT_MS", "5000", false, "image_url connect timeout"},
       {"max_redirects", "MAX_REDIRECTS", "3", false, "image_url redirects followed"},
-      {"max_concurrent", "MAX_CONCURRENT", "1", false, "segmentations running at once"},
+      {"max_concurrent", "MAX_CONCURRENT", "0", false,
+       "requests past admission at once (0 = unlimited: each model's scheduler bounds them)"},
       {"max_queue", "MAX_QUEUE", "64", false,
-       "requests waiting for a turn; more get RESOURCE_EXHAUSTED"},
+       "requests waiting for a decode slot per model; more get RESOURCE_EXHAUSTED"},
+      {"max_batch", "MAX_BATCH", "8", false,
+       "sequences decoded together per model (continuous batching; KV-cache slots)"},
+      {"max_context", "MAX_CONTEXT", "0", false,
+       "positions per KV-cache slot; 0 = image tokens + 512 + max_new_tokens_limit"},
+      {"vision_cache_mb", "VISION_CACHE_MB", "256", false,
+       "vision-tower outputs cached per model by image content (0 = off)"},
+      {"response_cache_mb", "RESPONSE_CACHE_MB", "0", false,
+       "whole responses cached by (image, prompt, options) per model (0 = off)"},
       {"drain_timeout_s", "DRAIN_TIMEOUT_S", "30", false,
        "on SIGTERM, how long in-flight requests may finish"},
       {"help", "", "false", true, "print this help"},
@@ -96,6 +106,7 @@ std::string ReadToken(const pg::tools::Flags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  pg::engine::EnsurePassiveOpenMp(argv);
   pg::tools::Flags flags(Specs());
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << flags.Usage();
@@ -117,7 +128,8 @@ int main(int argc, char** argv) {
   for (const char* name :
        {"port", "threads", "max_loaded_models", "max_image_bytes", "max_prompt_bytes",
         "max_new_tokens_limit", "fetch_timeout_ms", "connect_timeout_ms", "max_redirects",
-        "max_concurrent", "max_queue", "drain_timeout_s"}) {
+        "max_concurrent", "max_queue", "drain_timeout_s", "max_batch", "max_context",
+        "vision_cache_mb", "response_cache_mb"}) {
     auto v = flags.GetInt(name);
     if (!v.ok()) return Fail(std::string(v.status().message()));
     if (*v < 0) return Fail(absl::StrCat("--", name, " must not be negative"));
@@ -142,6 +154,11 @@ int main(int argc, char** argv) {
   ro.engine.image_limits.max_bytes = ints["max_image_bytes"];
   ro.engine.max_prompt_bytes = ints["max_prompt_bytes"];
   ro.engine.max_new_tokens_limit = static_cast<int>(ints["max_new_tokens_limit"]);
+  ro.engine.max_batch = static_cast<int>(std::max(1LL, ints["max_batch"]));
+  ro.engine.max_queue = static_cast<int>(ints["max_queue"]);
+  ro.engine.max_context = ints["max_context"];
+  ro.engine.vision_cache_bytes = ints["vision_cache_mb"] << 20;
+  ro.engine.response_cache_bytes = ints["response_cache_mb"] << 20;
   ro.max_loaded_models = static_cast<int>(std::max(1LL, ints["max_loaded_models"]));
   ro.hub.endpoint = flags.Get("hf_endpoint");
   while (!ro.hub.endpoint.empty() && ro.hub.endpoint.back() == '/') ro.hub.endpoint.pop_back();
@@ -165,7 +182,10 @@ int main(int argc, char** argv) {
   if (!cidrs.ok()) return Fail("--allowed_url_cidrs: " + std::string(cidrs.status().message()));
   fetch.allowed = *cidrs;
 
-  pg::service::Admission admission(static_cast<int>(std::max(1LL, ints["max_concurrent"])),
+  // Model compute is bounded per model by its scheduler (--max_batch running, --max_queue waiting);
+  // --max_concurrent optionally also bounds everything around it (fetch, decode, masks).
+  const long long max_concurrent = ints["max_concurrent"] > 0 ? ints["max_concurrent"] : 1 << 20;
+  pg::service::Admission admission(static_cast<int>(max_concurrent),
                                    static_cast<int>(ints["max_queue"]));
   pg::service::SegmentServiceImpl segment_service(&registry, &admission, limits, fetch);
   pg::service::ModelServiceImpl model_service(&registry);

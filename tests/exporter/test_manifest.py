@@ -41,7 +41,7 @@ class Manifest(unittest.TestCase):
     def test_fields(self):
         m = self.m
         self.assertEqual(m["format_version"], 1)
-        self.assertEqual(m["exporter_version"], "0.1.0")
+        self.assertEqual(m["exporter_version"], "0.2.0")
         self.assertEqual(m["source"], {"model_id": "google/paligemma2-3b-mix-448", "revision": "abc123", "path": H.TINY})
         self.assertEqual(m["dtype"], "bfloat16")
         self.assertEqual(m["image"], {"size": 56, "patch_size": 14, "num_image_tokens": 16, "mean": [0.5, 0.5, 0.5],
