@@ -3,7 +3,7 @@
 # Builds everything, runs CTest, then each extra stage in scripts/test-stages/ (sanitizers, fuzzing,
 # container image, …) in name order. Stages can be skipped by name: PG_SKIP_STAGES="docker fuzz".
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 build_dir="${PG_BUILD_DIR:-build}"
 passed=0
