@@ -3,18 +3,10 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/clock.h"
 #include "server/common/status.h"
 
 namespace pg::engine {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const model::PaliGemma* model,
                                                              const SchedulerOptions& options) {

@@ -11,20 +11,12 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/clock.h"
 #include "server/common/status.h"
 #include "server/engine/masks.h"
 #include "server/text/answer.h"
 
 namespace pg::engine {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Ms(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-}  // namespace
 
 void ConfigureThreads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
