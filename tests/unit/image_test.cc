@@ -2,9 +2,13 @@
 // writes them into tests/fixtures/image/; python is not needed here).
 #include "server/image/image.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -258,6 +262,116 @@ CATCH_TEST_CASE("DecodeImage rejects bad input with clear errors") {
   CATCH_CHECK(ErrorOf(jpeg) == "image has zero size: 32x0");
 }
 
+// Decompression bombs: small, structurally valid files (the fixtures with their dimensions patched)
+// whose header claims 30000 x 30000 (2.7 GB of RGB). Each must be refused from the header with
+// InvalidArgument, and the process's peak RSS must not grow by anything near a pixel buffer.
+namespace {
+
+uint32_t Crc32(std::string_view data) {  // PNG's CRC (ISO 3309), bitwise: only a few bytes here
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char b : data) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+  }
+  return ~c;
+}
+
+void PutBe32(std::string& s, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s[at + i] = static_cast<char>(v >> (24 - 8 * i));
+}
+
+long MaxRssKib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("Decompression bombs are refused from the header, before a pixel buffer exists") {
+  constexpr uint32_t kSide = 30000;
+  std::vector<std::pair<std::string, std::string>> bombs;
+  {  // PNG: IHDR width/height patched, CRC recomputed so the file stays valid.
+    std::string png = ReadFile(kDir + "rgb.png");
+    CATCH_REQUIRE(png.substr(12, 4) == "IHDR");
+    PutBe32(png, 16, kSide);
+    PutBe32(png, 20, kSide);
+    PutBe32(png, 29, Crc32(std::string_view(png).substr(12, 17)));
+    bombs.emplace_back("png", png);
+  }
+  {  // JPEG: the SOF0 segment's lines and samples per line.
+    std::string jpeg = ReadFile(kDir + "orient1.jpg");
+    const size_t sof = jpeg.find("\xFF\xC0");
+    CATCH_REQUIRE(sof != std::string::npos);
+    jpeg[sof + 5] = jpeg[sof + 7] = static_cast<char>(kSide >> 8);
+    jpeg[sof + 6] = jpeg[sof + 8] = static_cast<char>(kSide & 0xFF);
+    bombs.emplace_back("jpeg", jpeg);
+  }
+  {  // GIF: the logical screen (little-endian), and the first frame's descriptor too.
+    std::string gif = ReadFile(kDir + "two_frames.gif");
+    for (size_t at : {size_t{6}, size_t{8}}) {
+      gif[at] = static_cast<char>(kSide & 0xFF);
+      gif[at + 1] = static_cast<char>(kSide >> 8);
+    }
+    const size_t desc = gif.find(',');  // 0x2C image descriptor: x, y, w, h
+    CATCH_REQUIRE(desc != std::string::npos);
+    for (size_t at : {desc + 5, desc + 7}) {
+      gif[at] = static_cast<char>(kSide & 0xFF);
+      gif[at + 1] = static_cast<char>(kSide >> 8);
+    }
+    bombs.emplace_back("gif", gif);
+  }
+  {  // BMP: BITMAPINFOHEADER width and height (little-endian int32).
+    std::string bmp = ReadFile(kDir + "palette.bmp");
+    for (size_t at : {size_t{18}, size_t{22}}) {
+      for (int i = 0; i < 4; ++i) bmp[at + i] = static_cast<char>(kSide >> (8 * i));
+    }
+    bombs.emplace_back("bmp", bmp);
+  }
+  const long before = MaxRssKib();
+  for (const auto& [name, bytes] : bombs) {
+    CATCH_CAPTURE(name);
+    CATCH_CHECK(bytes.size() < 4096);
+    CATCH_CHECK(ErrorOf(bytes) == "image is too large: 30000x30000 exceeds 50000000 pixels");
+  }
+  const long after = MaxRssKib();
+  std::printf(
+      "[measure] decompression bombs (%zu files < 4 KiB claiming %ux%u): peak RSS %ld -> "
+      "%ld KiB\n",
+      bombs.size(), kSide, kSide, before, after);
+  // 30000 x 30000 x 3 is 2.6 GiB; refusing from the header allocates nothing of that order.
+  CATCH_CHECK(after - before < 32 * 1024);
+}
+
+// Within the pixel limit, a tiny JPEG or GIF claiming 7000 x 7000 (49 M pixels) is truncated data
+// that stb would decode at full cost, filling in zeros (5-7 s and 100-260 MB each before the
+// check).
+CATCH_TEST_CASE("Small JPEG and GIF files claiming many pixels are refused as truncated") {
+  constexpr uint32_t kSide = 7000;
+  std::string jpeg = ReadFile(kDir + "orient1.jpg");
+  const size_t sof = jpeg.find("\xFF\xC0");
+  CATCH_REQUIRE(sof != std::string::npos);
+  jpeg[sof + 5] = jpeg[sof + 7] = static_cast<char>(kSide >> 8);
+  jpeg[sof + 6] = jpeg[sof + 8] = static_cast<char>(kSide & 0xFF);
+  std::string gif = ReadFile(kDir + "two_frames.gif");
+  for (size_t at : {size_t{6}, size_t{8}}) {
+    gif[at] = static_cast<char>(kSide & 0xFF);
+    gif[at + 1] = static_cast<char>(kSide >> 8);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string jpeg_error = ErrorOf(jpeg), gif_error = ErrorOf(gif);
+  CATCH_CHECK(jpeg_error.find("truncated JPEG") != std::string::npos);
+  CATCH_CHECK(jpeg_error.find("7000x7000") != std::string::npos);
+  CATCH_CHECK(gif_error.find("truncated GIF") != std::string::npos);
+  std::printf(
+      "[measure] %zu-byte JPEG and %zu-byte GIF claiming 7000x7000 refused in %.1f ms\n",
+      jpeg.size(), gif.size(),
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  // The fixtures themselves are far above the bound.
+  CATCH_CHECK(DecodeImage(ReadFile(kDir + "orient1.jpg")).ok());
+  CATCH_CHECK(DecodeImage(ReadFile(kDir + "two_frames.gif")).ok());
+}
+
 CATCH_TEST_CASE("DecodeImage never crashes on truncated or corrupted files") {
   std::vector<std::string> files = {"rgb.png",     "orient6.jpg", "rgb.bmp",    "two_frames.gif",
                                     "palette.png", "grey16.png",  "palette.bmp"};
@@ -320,6 +434,26 @@ CATCH_TEST_CASE("EncodePng round-trips through DecodeImage") {
   CATCH_CHECK_FALSE(EncodePng(Image{2, 2, 4, std::vector<uint8_t>(16)}).ok());
   CATCH_CHECK_FALSE(EncodePng(Image{2, 2, 3, std::vector<uint8_t>(5)}).ok());
   CATCH_CHECK_FALSE(EncodePng(Image{0, 2, 3, {}}).ok());
+}
+
+CATCH_TEST_CASE("A PNG chunk claiming more bytes than were sent is refused before stb sees it") {
+  // A valid PNG whose IDAT length field is raised to 0xFB77FFFF: stb would grow its buffer to that
+  // size before reading (found by fuzz_image; tests/fuzz/regressions/fuzz_image/).
+  auto png = EncodePng(RawImage("resize_noise_rgb.rgb", 23, 17, 3));
+  CATCH_REQUIRE(png.ok());
+  std::string bytes = *png;
+  const size_t idat = bytes.find("IDAT");
+  CATCH_REQUIRE(idat != std::string::npos);
+  CATCH_REQUIRE(DecodeImage(bytes).ok());
+  bytes.replace(idat - 4, 4, std::string("\xFB\x77\xFF\xFF", 4));
+  auto r = DecodeImage(bytes);
+  CATCH_REQUIRE_FALSE(r.ok());
+  CATCH_CHECK(r.status().code() == absl::StatusCode::kInvalidArgument);
+  CATCH_CHECK(std::string(r.status().message()).find("truncated PNG") != std::string::npos);
+  // Cut inside the last chunk: refused the same way.
+  auto cut = DecodeImage(std::string_view(*png).substr(0, png->size() - 6));
+  CATCH_REQUIRE_FALSE(cut.ok());
+  CATCH_CHECK(std::string(cut.status().message()).find("truncated PNG") != std::string::npos);
 }
 
 }  // namespace
