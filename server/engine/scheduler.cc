@@ -33,7 +33,10 @@ int64_t Scheduler::cache_bytes() const { return 2 * cache_.k.numel() * cache_.k.
 
 SchedulerStats Scheduler::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  SchedulerStats s = stats_;
+  s.queued = static_cast<int>(queue_.size());
+  s.running = in_flight_ - s.queued;
+  return s;
 }
 
 absl::StatusOr<model::Generation> Scheduler::Generate(const model::PromptInput& prompt,

@@ -31,7 +31,8 @@ struct SchedulerOptions {
 
 struct SchedulerStats {
   uint64_t submitted = 0, completed = 0, rejected = 0, decode_steps = 0, decoded_tokens = 0;
-  int max_active_seen = 0;  // the largest decode batch so far
+  int max_active_seen = 0;      // the largest decode batch so far
+  int queued = 0, running = 0;  // now: waiting for a slot; prefilling or decoding
 };
 
 class Scheduler {

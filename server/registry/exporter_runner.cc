@@ -6,16 +6,49 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "server/common/log.h"
 
 extern char** environ;
 
 namespace pg::registry {
 namespace fs = std::filesystem;
+
+namespace {
+
+// The exporter writes `out` via a hidden `.<name>.tmp-*` sibling (and `.<name>.old-*` while
+// replacing); an exporter killed or aborted (LibTorch's writer aborts when a write fails, e.g. a
+// full disk) leaves them behind, so they are removed before each run and after a failed one.
+void RemoveExporterTemps(const std::string& out) {
+  std::error_code ec;
+  const fs::path path(out);
+  const std::string name = path.filename().string();
+  for (const auto& e : fs::directory_iterator(path.parent_path(), ec)) {
+    const std::string n = e.path().filename().string();
+    if (absl::StartsWith(n, "." + name + ".tmp-") || absl::StartsWith(n, "." + name + ".old-")) {
+      fs::remove_all(e.path(), ec);
+    }
+  }
+}
+
+// The exporter's last meaningful output line: skips blank lines and LibTorch backtrace frames.
+std::string LastMeaningfulLine(const std::string& text) {
+  std::vector<absl::string_view> lines = absl::StrSplit(text, absl::ByAnyChar("\r\n"));
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    const absl::string_view line = absl::StripAsciiWhitespace(*it);
+    if (!line.empty() && !absl::StartsWith(line, "frame #")) return std::string(line);
+  }
+  return "";
+}
+
+}  // namespace
 
 absl::Status RunExporter(const ExporterOptions& options, const std::string& checkpoint,
                          const std::string& vae_npz, const std::string& model_id,
@@ -24,10 +57,11 @@ absl::Status RunExporter(const ExporterOptions& options, const std::string& chec
   const std::string partial = out_dir + ".partial";
   fs::remove_all(partial, ec);
   fs::create_directories(fs::path(out_dir).parent_path(), ec);
+  RemoveExporterTemps(partial);
   std::vector<std::string> args = {options.python, "-m",         "exporter", checkpoint,
                                    "--vae",        vae_npz,      "--out",    partial,
                                    "--force",      "--model-id", model_id};
-  std::cerr << "export: " << absl::StrJoin(args, " ") << "\n";
+  log::Info("running the exporter", {{"model", model_id}, {"command", absl::StrJoin(args, " ")}});
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -57,31 +91,44 @@ absl::Status RunExporter(const ExporterOptions& options, const std::string& chec
   }
   close(pipe_fds[1]);
   std::string tail;  // the last few KB, for the error message
+  std::string line;  // the exporter's output, re-logged one JSON line per line it prints
+  const auto flush_line = [&] {
+    if (!line.empty()) log::Info("exporter output", {{"model", model_id}, {"line", line}});
+    line.clear();
+  };
   char buf[4096];
   for (;;) {
     const ssize_t n = read(pipe_fds[0], buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    std::cerr.write(buf, n);
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] == '\n' || buf[i] == '\r' || line.size() >= 4096) {
+        flush_line();
+        if (buf[i] == '\n' || buf[i] == '\r') continue;
+      }
+      line += buf[i];
+    }
     tail.append(buf, n);
     if (tail.size() > 4096) tail.erase(0, tail.size() - 2048);
   }
+  flush_line();
   close(pipe_fds[0]);
   int wstatus = 0;
   while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
   }
   if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
     fs::remove_all(partial, ec);
-    const int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
-    if (code == 127) {
+    RemoveExporterTemps(partial);
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127) {
       return absl::FailedPreconditionError(
           absl::StrCat("cannot run the exporter with ", options.python, " (see --python)"));
     }
-    const size_t last = tail.find_last_of('\n', tail.size() > 1 ? tail.size() - 2 : 0);
-    std::string last_line = tail.substr(last == std::string::npos ? 0 : last + 1);
-    while (!last_line.empty() && last_line.back() == '\n') last_line.pop_back();
+    const std::string how = WIFEXITED(wstatus)
+                                ? absl::StrCat("exit ", WEXITSTATUS(wstatus))
+                                : absl::StrCat("killed by signal ", WTERMSIG(wstatus), ": ",
+                                               strsignal(WTERMSIG(wstatus)));
     return absl::FailedPreconditionError(
-        absl::StrCat("exporting ", model_id, " failed (exit ", code, "): ", last_line));
+        absl::StrCat("exporting ", model_id, " failed (", how, "): ", LastMeaningfulLine(tail)));
   }
   fs::remove_all(out_dir, ec);
   fs::rename(partial, out_dir, ec);

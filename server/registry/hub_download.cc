@@ -16,7 +16,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/common/log.h"
 #include "server/common/status.h"
+#include "server/registry/load_progress.h"
 
 namespace pg::registry {
 namespace fs = std::filesystem;
@@ -67,11 +69,15 @@ struct Progress {
 
 int OnProgress(void* user, curl_off_t total, curl_off_t now, curl_off_t, curl_off_t) {
   auto* p = static_cast<Progress*>(user);
+  if (LoadProgress* lp = CurrentLoadProgress()) {
+    lp->SetBytes(p->what, p->offset + now, total > 0 ? p->offset + total : 0);
+  }
   const auto t = std::chrono::steady_clock::now();
   if (t - p->last > std::chrono::seconds(5)) {
     p->last = t;
-    std::cerr << "download: " << p->what << " " << (p->offset + now) / (1 << 20) << " / "
-              << (p->offset + total) / (1 << 20) << " MiB\n";
+    log::Info("download progress", {{"file", p->what},
+                                    {"bytes_done", static_cast<int64_t>(p->offset + now)},
+                                    {"bytes_total", static_cast<int64_t>(p->offset + total)}});
   }
   return 0;
 }
@@ -90,7 +96,10 @@ CurlPtr NewHandle(const HubOptions& o, const std::string& url, Response* r, curl
   curl_easy_setopt(h.get(), CURLOPT_USERAGENT, "paligemma-serve/0.1");
   curl_easy_setopt(h.get(), CURLOPT_HEADERFUNCTION, &OnHeader);
   curl_easy_setopt(h.get(), CURLOPT_HEADERDATA, r);
-  // Custom headers (the token) are not sent to other hosts after a redirect (curl >= 7.58).
+  // The token is a custom Authorization header: curl (>= 7.83) drops it when a redirect changes the
+  // host, port or scheme (the Hub's LFS redirect to its CDN must not carry it). Said explicitly
+  // here so that nobody turns it on; tests/integration/test_token.py checks it over the wire.
+  curl_easy_setopt(h.get(), CURLOPT_UNRESTRICTED_AUTH, 0L);
   if (headers) curl_easy_setopt(h.get(), CURLOPT_HTTPHEADER, headers);
   return h;
 }
@@ -157,9 +166,9 @@ absl::Status GetToFile(const HubOptions& o, const std::string& url, const std::s
     curl_easy_setopt(h.get(), CURLOPT_FAILONERROR, 1L);
     if (offset > 0) {
       curl_easy_setopt(h.get(), CURLOPT_RESUME_FROM_LARGE, offset);
-      std::cerr << "download: " << what << " resuming at byte " << offset << "\n";
+      log::Info("download resuming", {{"file", what}, {"offset", static_cast<int64_t>(offset)}});
     } else {
-      std::cerr << "download: " << what << "\n";
+      log::Info("download", {{"file", what}});
     }
     const CURLcode rc = curl_easy_perform(h.get());
     std::fclose(f);
@@ -174,7 +183,8 @@ absl::Status GetToFile(const HubOptions& o, const std::string& url, const std::s
     if (rc == CURLE_OK) {
       fs::rename(partial, path, ec);
       if (ec) return absl::InternalError(absl::StrCat("rename ", partial, ": ", ec.message()));
-      std::cerr << "download: " << what << " done (" << fs::file_size(path, ec) << " bytes)\n";
+      log::Info("download done",
+                {{"file", what}, {"bytes", static_cast<int64_t>(fs::file_size(path, ec))}});
       return absl::OkStatus();
     }
     if (rc == CURLE_HTTP_RETURNED_ERROR) {
@@ -185,8 +195,9 @@ absl::Status GetToFile(const HubOptions& o, const std::string& url, const std::s
       if (status < 500) return StatusForHttp(status, what, id);
     }
     last_error = curl_easy_strerror(rc);
-    std::cerr << "download: " << what << " interrupted (" << last_error << "), attempt " << attempt
-              << "/" << o.attempts << "\n";
+    log::Warn(
+        "download interrupted",
+        {{"file", what}, {"error", last_error}, {"attempt", attempt}, {"attempts", o.attempts}});
     std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
   }
   return absl::UnavailableError(
@@ -251,7 +262,7 @@ absl::Status DownloadRepo(const HubOptions& o, const std::string& id, const std:
       return absl::UnavailableError("the Hub sent an invalid commit id");
     }
   }
-  std::cerr << "download: " << id << " revision " << o.revision << " = commit " << commit << "\n";
+  log::Info("download revision", {{"model", id}, {"revision", o.revision}, {"commit", commit}});
 
   std::vector<std::string> files = {"config.json", "tokenizer.json"};
   Response index;

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/log.h"
 #include "server/common/status.h"
 #include "server/registry/model_id.h"
 
@@ -28,12 +29,15 @@ ModelRegistry::ModelRegistry(RegistryOptions options)
     : options_(std::move(options)), dir_{options_.models_dir} {}
 
 ModelRegistry::~ModelRegistry() {
-  std::vector<std::thread> loaders;
+  std::map<uint64_t, std::thread> loaders;
+  std::vector<std::thread> finished;
   {
     std::lock_guard<std::mutex> lock(mu_);
     loaders.swap(loaders_);
+    finished.swap(finished_loaders_);
   }
-  for (auto& t : loaders) t.join();
+  for (auto& [serial, t] : loaders) t.join();
+  for (auto& t : finished) t.join();
 }
 
 void ModelRegistry::SetListener(Listener listener) {
@@ -61,7 +65,11 @@ void ModelRegistry::StartLoadLocked(const std::string& id, Entry& e) {
   e.state = ModelState::kLoading;
   e.error.clear();
   ++e.generation;
-  loaders_.emplace_back(&ModelRegistry::LoadThread, this, id);
+  // Threads in finished_loaders_ are past their last use of mu_: joining them here cannot block.
+  for (auto& t : finished_loaders_) t.join();
+  finished_loaders_.clear();
+  const uint64_t serial = ++loader_serial_;
+  loaders_.emplace(serial, std::thread(&ModelRegistry::LoadThread, this, id, serial));
 }
 
 absl::StatusOr<std::shared_ptr<const engine::Segmenter>> ModelRegistry::Get(
@@ -129,7 +137,7 @@ absl::StatusOr<ModelInfo> ModelRegistry::Unload(const std::string& raw_id) {
     it->second.state = ModelState::kAvailable;
     info = InfoLocked(id, it->second);
   }
-  std::cerr << "registry: unloaded " << id << "\n";
+  log::Info("model unloaded", {{"model", id}});
   changed_.notify_all();
   Notify({{id, ModelState::kAvailable}});
   return info;
@@ -139,7 +147,8 @@ absl::Status ModelRegistry::EnsureVae() {
   std::lock_guard<std::mutex> lock(vae_mu_);
   std::error_code ec;
   if (fs::is_regular_file(dir_.VaePath(), ec)) return absl::OkStatus();
-  std::cerr << "registry: fetching the VAE from " << options_.vae_url << "\n";
+  log::Info("fetching the VAE", {{"url", options_.vae_url}});
+  if (LoadProgress* p = CurrentLoadProgress()) p->SetPhase("download_vae");
   return DownloadFile(options_.hub, options_.vae_url, dir_.VaePath());
 }
 
@@ -148,24 +157,34 @@ absl::StatusOr<std::string> ModelRegistry::Materialize(const std::string& id, st
   *source = DescribeSource(r, options_.hub.endpoint, id);
   if (r.kind == SourceKind::kBundle) return r.path;
   if (r.kind == SourceKind::kHub) {
-    std::cerr << "registry: " << id << " is not in " << options_.models_dir
-              << "; downloading it from " << options_.hub.endpoint << "\n";
+    log::Info("model not on disk; downloading it",
+              {{"model", id}, {"models_dir", options_.models_dir}, {"hub", options_.hub.endpoint}});
+    if (LoadProgress* p = CurrentLoadProgress()) p->SetPhase("download");
     RETURN_IF_ERROR(DownloadRepo(options_.hub, id, r.path));
   }
   RETURN_IF_ERROR(EnsureVae());
   const std::string bundle = dir_.BundleDir(id);
+  if (LoadProgress* p = CurrentLoadProgress()) p->SetPhase("export");
   RETURN_IF_ERROR(RunExporter(options_.exporter, r.path, dir_.VaePath(), id, bundle));
   return bundle;
 }
 
-void ModelRegistry::LoadThread(std::string id) {
+void ModelRegistry::LoadThread(std::string id, uint64_t serial) {
   const auto t0 = Clock::now();
-  std::cerr << "registry: loading " << id << "\n";
+  log::Info("loading model", {{"model", id}});
+  auto progress = std::make_shared<LoadProgress>();
+  progress->SetPhase("resolve");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_[id].progress = progress;
+  }
+  ScopedLoadProgress scoped_progress(progress.get());
   Notify({{id, ModelState::kLoading}});
   std::string source;
   absl::StatusOr<std::unique_ptr<engine::Segmenter>> model =
       [&]() -> absl::StatusOr<std::unique_ptr<engine::Segmenter>> {
     ASSIGN_OR_RETURN(const std::string bundle, Materialize(id, &source));
+    progress->SetPhase("load");
     return engine::Segmenter::Create(bundle, options_.engine);
   }();
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -174,24 +193,31 @@ void ModelRegistry::LoadThread(std::string id) {
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = entries_[id];
     e.source = source;
+    e.progress.reset();
     if (model.ok()) {
       e.model = std::move(*model);
       e.state = ModelState::kReady;
       e.load_ms = ms;
       e.last_used = Clock::now();
       e.bytes = FolderBytes(dir_.BundleDir(id));
-      std::cerr << "registry: " << id << " ready in " << static_cast<int>(ms) << " ms\n";
+      log::Info("model ready", {{"model", id}, {"load_ms", ms}, {"bytes", e.bytes}});
       EvictLocked(id, &events);
     } else {
       e.state = ModelState::kFailed;
       e.error = std::string(model.status().message());
       e.error_code = model.status().code();
-      std::cerr << "registry: loading " << id << " failed: " << e.error << "\n";
+      log::Error("model load failed", {{"model", id}, {"error", e.error}});
     }
     events.insert(events.begin(), {id, e.state});
   }
   changed_.notify_all();
   Notify(events);
+  // Last use of mu_: hand this thread over to be joined (see loaders_).
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = loaders_.find(serial); it != loaders_.end()) {
+    finished_loaders_.push_back(std::move(it->second));
+    loaders_.erase(it);
+  }
 }
 
 void ModelRegistry::EvictLocked(const std::string& keep,
@@ -208,7 +234,7 @@ void ModelRegistry::EvictLocked(const std::string& keep,
       }
     }
     if (ready <= std::max(1, options_.max_loaded_models) || lru == entries_.end()) return;
-    std::cerr << "registry: unloading least recently used " << lru->first << "\n";
+    log::Info("unloading least recently used model", {{"model", lru->first}});
     lru->second.model.reset();
     lru->second.state = ModelState::kAvailable;
     events->push_back({lru->first, ModelState::kAvailable});
@@ -223,6 +249,7 @@ ModelInfo ModelRegistry::InfoLocked(const std::string& id, const Entry& e) const
   info.source = e.source;
   info.bytes = e.bytes;
   info.load_ms = e.load_ms;
+  if (e.progress && e.state == ModelState::kLoading) info.progress = e.progress->Get();
   if (e.model) {
     info.device = e.model->model().device().str();
     info.dtype = std::string(c10::toString(e.model->model().dtype()));
@@ -278,6 +305,16 @@ std::vector<ModelInfo> ModelRegistry::List() {
   std::vector<ModelInfo> list;
   for (auto& [id, info] : out) list.push_back(std::move(info));
   return list;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<const engine::Segmenter>>>
+ModelRegistry::Loaded() {
+  std::vector<std::pair<std::string, std::shared_ptr<const engine::Segmenter>>> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, e] : entries_) {
+    if (e.state == ModelState::kReady && e.model) out.emplace_back(id, e.model);
+  }
+  return out;
 }
 
 }  // namespace pg::registry

@@ -22,6 +22,7 @@
 #include "server/engine/segmenter.h"
 #include "server/registry/exporter_runner.h"
 #include "server/registry/hub_download.h"
+#include "server/registry/load_progress.h"
 #include "server/registry/resolver.h"
 
 namespace pg::registry {
@@ -36,6 +37,7 @@ struct ModelInfo {
   int64_t bytes = 0;
   std::string device, dtype;
   double load_ms = 0;
+  LoadProgress::Snapshot progress;  // while kLoading: phase, file, bytes
 };
 
 struct RegistryOptions {
@@ -78,6 +80,9 @@ class ModelRegistry {
   // Known models: loaded/loading/failed ones plus bundles and HF cache folders found in MODELS_DIR.
   std::vector<ModelInfo> List();
 
+  // The loaded models (for their live counters: scheduler, caches).
+  std::vector<std::pair<std::string, std::shared_ptr<const engine::Segmenter>>> Loaded();
+
  private:
   struct Entry {
     ModelState state = ModelState::kAvailable;
@@ -88,11 +93,12 @@ class ModelRegistry {
     double load_ms = 0;
     Clock::time_point last_used;
     uint64_t generation = 0;  // bumped per load attempt, so waiters see a *new* failure
+    std::shared_ptr<LoadProgress> progress;  // while kLoading
   };
 
   absl::StatusOr<std::string> CanonicalId(const std::string& id) const;
   void StartLoadLocked(const std::string& id, Entry& e);
-  void LoadThread(std::string id);
+  void LoadThread(std::string id, uint64_t serial);
   // Resolve, download and export as needed; returns the bundle folder.
   absl::StatusOr<std::string> Materialize(const std::string& id, std::string* source);
   absl::Status EnsureVae();
@@ -106,7 +112,13 @@ class ModelRegistry {
   std::mutex mu_;
   std::condition_variable changed_;
   std::map<std::string, Entry> entries_;
-  std::vector<std::thread> loaders_;
+  // Loads in progress by serial. A load that ends moves its own thread to finished_loaders_, which
+  // the next StartLoadLocked (or the destructor) joins: a thread never joined keeps its stack
+  // mapped (8 MB of address space, ~125 KB resident), so a stream of failed loads would grow
+  // without bound.
+  std::map<uint64_t, std::thread> loaders_;
+  std::vector<std::thread> finished_loaders_;
+  uint64_t loader_serial_ = 0;
   Listener listener_;
   std::mutex vae_mu_;  // one VAE download at a time
 };

@@ -1,5 +1,10 @@
 #include "server/service/model_service.h"
 
+#include <map>
+#include <tuple>
+
+#include "server/common/clock.h"
+#include "server/service/rpc_log.h"
 #include "server/service/segment_service.h"
 #include "server/service/status_mapping.h"
 
@@ -30,30 +35,126 @@ void ToProto(const registry::ModelInfo& info, paligemma::v1::Model* out) {
   out->set_load_ms(info.load_ms);
 }
 
-grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext*,
+grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* context,
                                           const paligemma::v1::ListModelsRequest*,
                                           paligemma::v1::ListModelsResponse* response) {
+  const auto t0 = Clock::now();
   for (const auto& info : registry_->List()) ToProto(info, response->add_models());
   response->set_default_model_id(registry_->default_model());
+  FinishRpc(stats_, RequestIdFrom(*context), "ListModels", "", grpc::Status::OK,
+            Ms(t0, Clock::now()));
   return grpc::Status::OK;
 }
 
 grpc::Status ModelServiceImpl::LoadModel(grpc::ServerContext* context,
                                          const paligemma::v1::LoadModelRequest* request,
                                          paligemma::v1::LoadModelResponse* response) {
+  const auto t0 = Clock::now();
   auto info = registry_->Load(request->model_id(), SteadyDeadline(*context),
                               [context] { return context->IsCancelled(); });
-  if (!info.ok()) return ToGrpcStatus(info.status());
-  ToProto(*info, response->mutable_model());
-  return grpc::Status::OK;
+  const grpc::Status status = info.ok() ? grpc::Status::OK : ToGrpcStatus(info.status());
+  if (info.ok()) ToProto(*info, response->mutable_model());
+  const std::string& model =
+      request->model_id().empty() ? registry_->default_model() : request->model_id();
+  FinishRpc(stats_, RequestIdFrom(*context), "LoadModel", model, status, Ms(t0, Clock::now()));
+  return status;
 }
 
-grpc::Status ModelServiceImpl::UnloadModel(grpc::ServerContext*,
+grpc::Status ModelServiceImpl::UnloadModel(grpc::ServerContext* context,
                                            const paligemma::v1::UnloadModelRequest* request,
                                            paligemma::v1::UnloadModelResponse* response) {
+  const auto t0 = Clock::now();
   auto info = registry_->Unload(request->model_id());
-  if (!info.ok()) return ToGrpcStatus(info.status());
-  ToProto(*info, response->mutable_model());
+  const grpc::Status status = info.ok() ? grpc::Status::OK : ToGrpcStatus(info.status());
+  if (info.ok()) ToProto(*info, response->mutable_model());
+  const std::string& model =
+      request->model_id().empty() ? registry_->default_model() : request->model_id();
+  FinishRpc(stats_, RequestIdFrom(*context), "UnloadModel", model, status, Ms(t0, Clock::now()));
+  return status;
+}
+
+namespace {
+
+void ToProto(const engine::CacheStats& c, paligemma::v1::CacheStats* out) {
+  out->set_hits(static_cast<int64_t>(c.hits));
+  out->set_misses(static_cast<int64_t>(c.misses));
+  out->set_evictions(static_cast<int64_t>(c.evictions));
+  out->set_entries(static_cast<int64_t>(c.entries));
+  out->set_bytes(c.bytes);
+  out->set_budget_bytes(c.budget);
+}
+
+}  // namespace
+
+grpc::Status ModelServiceImpl::GetStats(grpc::ServerContext* context,
+                                        const paligemma::v1::GetStatsRequest*,
+                                        paligemma::v1::GetStatsResponse* response) {
+  const auto t0 = Clock::now();
+  if (stats_) {
+    const StatsSnapshot snap = stats_->Snapshot();
+    response->set_uptime_seconds(snap.uptime_s);
+    for (const auto& [key, count] : snap.requests) {
+      auto* r = response->add_requests();
+      r->set_method(std::get<0>(key));
+      r->set_model_id(std::get<1>(key));
+      r->set_code(std::get<2>(key));
+      r->set_count(static_cast<int64_t>(count));
+    }
+    for (const auto& [method, h] : snap.durations) {
+      auto* d = response->add_request_durations();
+      d->set_method(method);
+      for (double b : h.bounds) d->add_bounds(b);
+      for (uint64_t c : h.counts) d->add_cumulative_counts(static_cast<int64_t>(c));
+      d->set_sum_seconds(h.sum);
+      d->set_count(static_cast<int64_t>(h.count));
+    }
+    for (const auto& [stage, st] : snap.stages) {
+      auto* s = response->add_stages();
+      s->set_stage(stage);
+      s->set_sum_ms(st.sum_ms);
+      s->set_count(static_cast<int64_t>(st.count));
+    }
+    response->set_tokens_generated(static_cast<int64_t>(snap.tokens_generated));
+  }
+  // Every known model with its state and bytes; the loaded ones with their live counters.
+  std::map<std::string, paligemma::v1::ModelStats*> by_id;
+  for (const auto& info : registry_->List()) {
+    paligemma::v1::Model m;
+    ToProto(info, &m);
+    auto* out = response->add_models();
+    out->set_model_id(info.id);
+    out->set_state(m.state());
+    out->set_bytes(info.bytes);
+    if (info.state == registry::ModelState::kLoading && !info.progress.phase.empty()) {
+      auto* p = out->mutable_progress();
+      p->set_phase(info.progress.phase);
+      p->set_file(info.progress.file);
+      p->set_bytes_done(info.progress.bytes_done);
+      p->set_bytes_total(info.progress.bytes_total);
+    }
+    by_id[info.id] = out;
+  }
+  for (const auto& [id, model] : registry_->Loaded()) {
+    auto it = by_id.find(id);
+    paligemma::v1::ModelStats* out = it != by_id.end() ? it->second : response->add_models();
+    if (it == by_id.end()) {
+      out->set_model_id(id);
+      out->set_state(paligemma::v1::Model::READY);
+    }
+    const engine::SchedulerStats s = model->scheduler().stats();
+    out->set_queue_depth(s.queued);
+    out->set_running(s.running);
+    out->set_decode_steps(static_cast<int64_t>(s.decode_steps));
+    out->set_decode_sequences(static_cast<int64_t>(s.decoded_tokens));
+    out->set_max_batch_seen(s.max_active_seen);
+    out->set_max_batch(model->scheduler().options().max_batch);
+    out->set_completed(static_cast<int64_t>(s.completed));
+    out->set_rejected(static_cast<int64_t>(s.rejected));
+    ToProto(model->vision_cache_stats(), out->mutable_vision_cache());
+    ToProto(model->response_cache_stats(), out->mutable_response_cache());
+  }
+  FinishRpc(stats_, RequestIdFrom(*context), "GetStats", "", grpc::Status::OK, Ms(t0, Clock::now()),
+            {}, /*log_ok=*/false);
   return grpc::Status::OK;
 }
 

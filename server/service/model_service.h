@@ -1,14 +1,17 @@
-// paligemma.v1.ModelService: the registry's List/Load/Unload over gRPC.
+// paligemma.v1.ModelService: the registry's List/Load/Unload over gRPC, and GetStats (the server's
+// counters in `stats` plus each model's live state).
 #pragma once
 
 #include "paligemma/v1/paligemma.grpc.pb.h"
 #include "server/registry/registry.h"
+#include "server/service/stats.h"
 
 namespace pg::service {
 
 class ModelServiceImpl final : public paligemma::v1::ModelService::Service {
  public:
-  explicit ModelServiceImpl(registry::ModelRegistry* registry) : registry_(registry) {}
+  explicit ModelServiceImpl(registry::ModelRegistry* registry, ServerStats* stats = nullptr)
+      : registry_(registry), stats_(stats) {}
 
   grpc::Status ListModels(grpc::ServerContext* context,
                           const paligemma::v1::ListModelsRequest* request,
@@ -19,9 +22,12 @@ class ModelServiceImpl final : public paligemma::v1::ModelService::Service {
   grpc::Status UnloadModel(grpc::ServerContext* context,
                            const paligemma::v1::UnloadModelRequest* request,
                            paligemma::v1::UnloadModelResponse* response) override;
+  grpc::Status GetStats(grpc::ServerContext* context, const paligemma::v1::GetStatsRequest* request,
+                        paligemma::v1::GetStatsResponse* response) override;
 
  private:
   registry::ModelRegistry* registry_;
+  ServerStats* stats_;
 };
 
 void ToProto(const registry::ModelInfo& info, paligemma::v1::Model* out);

@@ -1,6 +1,7 @@
 #include "server/service/segment_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/service/rpc_log.h"
 #include "server/service/status_mapping.h"
 
 namespace pg::service {
@@ -47,11 +48,46 @@ grpc::Status SegmentServiceImpl::Segment(grpc::ServerContext* context,
                                          const paligemma::v1::SegmentRequest* request,
                                          paligemma::v1::SegmentResponse* response) {
   const auto t0 = Clock::now();
+  Trace trace;
+  grpc::Status status = Run(context, request, response, &trace);
+  const double ms = MsSince(t0);
+  const auto& t = response->timings();
+  std::vector<log::Field> fields;
+  if (status.ok()) {
+    if (stats_) {
+      stats_->AddTokens(static_cast<uint64_t>(trace.tokens));
+      stats_->RecordStage("queue", t.queue_ms());
+      if (!request->image_url().empty()) stats_->RecordStage("fetch", t.fetch_ms());
+      stats_->RecordStage("preprocess", t.preprocess_ms());
+      stats_->RecordStage("vision", t.vision_ms());
+      stats_->RecordStage("prefill", t.prefill_ms());
+      stats_->RecordStage("decode", t.decode_ms());
+      stats_->RecordStage("masks", t.masks_ms());
+    }
+    fields = {{"tokens", trace.tokens},
+              {"objects", response->masks_size()},
+              {"queue_ms", t.queue_ms()},
+              {"fetch_ms", t.fetch_ms()},
+              {"preprocess_ms", t.preprocess_ms()},
+              {"vision_ms", t.vision_ms()},
+              {"prefill_ms", t.prefill_ms()},
+              {"decode_ms", t.decode_ms()},
+              {"masks_ms", t.masks_ms()}};
+  }
+  FinishRpc(stats_, RequestIdFrom(*context), "Segment", trace.model, status, ms, fields);
+  return status;
+}
+
+grpc::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
+                                     const paligemma::v1::SegmentRequest* request,
+                                     paligemma::v1::SegmentResponse* response, Trace* trace) {
+  const auto t0 = Clock::now();
   const auto deadline = SteadyDeadline(*context);
   const std::function<bool()> cancelled = [context] { return context->IsCancelled(); };
 
   absl::StatusOr<ParsedSegmentRequest> parsed = ParseSegmentRequest(*request, limits_);
   if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+  trace->model = parsed->model_id.empty() ? registry_->default_model() : parsed->model_id;
 
   engine::SegmentRequest engine_request;
   engine_request.prompt = std::move(parsed->prompt);
@@ -80,6 +116,7 @@ grpc::Status SegmentServiceImpl::Segment(grpc::ServerContext* context,
   };
   absl::StatusOr<engine::SegmentResult> result = (*model)->Segment(engine_request);
   if (!result.ok()) return ToGrpcStatus(result.status());
+  trace->tokens = static_cast<int64_t>(result->generated_token_ids.size());
   if (result->stopped_early) {
     const std::string progress =
         absl::StrCat(" after ", result->generated_token_ids.size(), " generated tokens");

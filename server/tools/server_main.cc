@@ -15,12 +15,14 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "server/registry/model_id.h"
+#include "server/common/log.h"
 #include "server/engine/segmenter.h"
+#include "server/registry/model_id.h"
 #include "server/registry/registry.h"
 #include "server/service/admission.h"
 #include "server/service/model_service.h"
 #include "server/service/segment_service.h"
+#include "server/service/stats.h"
 #include "server/tools/server_flags.h"
 
 #ifndef PG_DEFAULT_PYTHON
@@ -83,12 +85,15 @@ std::vector<pg::tools::FlagSpec> Specs() {
        "whole responses cached by (image, prompt, options) per model (0 = off)"},
       {"drain_timeout_s", "DRAIN_TIMEOUT_S", "30", false,
        "on SIGTERM, how long in-flight requests may finish"},
+      {"max_connection_age_s", "MAX_CONNECTION_AGE_S", "300", false,
+       "clients are asked (GOAWAY) to reconnect after this long, so a gateway re-resolves DNS and "
+       "spreads over replicas added since; in-flight calls finish first (0 = never)"},
       {"help", "", "false", true, "print this help"},
   };
 }
 
 int Fail(const std::string& message) {
-  std::cerr << "paligemma-server: " << message << "\n";
+  pg::log::Error(message);
   return 2;
 }
 
@@ -129,7 +134,7 @@ int main(int argc, char** argv) {
        {"port", "threads", "max_loaded_models", "max_image_bytes", "max_prompt_bytes",
         "max_new_tokens_limit", "fetch_timeout_ms", "connect_timeout_ms", "max_redirects",
         "max_concurrent", "max_queue", "drain_timeout_s", "max_batch", "max_context",
-        "vision_cache_mb", "response_cache_mb"}) {
+        "vision_cache_mb", "response_cache_mb", "max_connection_age_s"}) {
     auto v = flags.GetInt(name);
     if (!v.ok()) return Fail(std::string(v.status().message()));
     if (*v < 0) return Fail(absl::StrCat("--", name, " must not be negative"));
@@ -187,8 +192,9 @@ int main(int argc, char** argv) {
   const long long max_concurrent = ints["max_concurrent"] > 0 ? ints["max_concurrent"] : 1 << 20;
   pg::service::Admission admission(static_cast<int>(max_concurrent),
                                    static_cast<int>(ints["max_queue"]));
-  pg::service::SegmentServiceImpl segment_service(&registry, &admission, limits, fetch);
-  pg::service::ModelServiceImpl model_service(&registry);
+  pg::service::ServerStats stats;
+  pg::service::SegmentServiceImpl segment_service(&registry, &admission, limits, fetch, &stats);
+  pg::service::ModelServiceImpl model_service(&registry, &stats);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -199,6 +205,11 @@ int main(int argc, char** argv) {
   // A 20 MB image plus the rest of the request fits; responses with full-size masks may be larger.
   builder.SetMaxReceiveMessageSize(static_cast<int>(ints["max_image_bytes"] + (1 << 20)));
   builder.SetMaxSendMessageSize(-1);
+  if (ints["max_connection_age_s"] > 0) {
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_MS,
+        static_cast<int>(std::min<long long>(ints["max_connection_age_s"] * 1000, INT32_MAX)));
+  }
   builder.RegisterService(&segment_service);
   builder.RegisterService(&model_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -223,26 +234,31 @@ int main(int argc, char** argv) {
     preloader = std::thread([&] {
       auto r = registry.Get("", std::chrono::steady_clock::time_point::max(),
                             [&] { return stopping.load(); });
-      if (!r.ok()) std::cerr << "paligemma-server: preload: " << r.status().message() << "\n";
+      if (!r.ok()) {
+        pg::log::Error("preload failed", {{"error", std::string(r.status().message())}});
+      }
     });
   }
 
   const std::string host = flags.Get("host");
   std::cout << "listening on " << host << ":" << port << std::endl;
-  std::cerr << "paligemma-server: models_dir " << ro.models_dir << ", default model "
-            << ro.default_model << (preload ? " (preloading)" : "") << ", hub " << ro.hub.endpoint
-            << (ro.hub.token.empty() ? " (no token)" : " (token set)") << "\n";
+  pg::log::Info("serving", {{"address", absl::StrCat(host, ":", port)},
+                            {"models_dir", ro.models_dir},
+                            {"default_model", ro.default_model},
+                            {"preload", preload},
+                            {"hub", ro.hub.endpoint},
+                            {"hub_token", !ro.hub.token.empty()}});
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  std::cerr << "paligemma-server: signal " << sig << ", draining\n";
+  pg::log::Info("draining", {{"signal", sig}});
   stopping = true;
   registry.SetListener(nullptr);
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::seconds(ints["drain_timeout_s"]));
   server->Wait();
   if (preloader.joinable()) preloader.join();
-  std::cerr << "paligemma-server: drained, exiting\n";
+  pg::log::Info("drained, exiting");
   std::cout.flush();
   std::cerr.flush();
   // Skip destructors: a download or export in progress would otherwise delay the exit by minutes;

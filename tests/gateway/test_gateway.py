@@ -279,14 +279,26 @@ class GatewayTest(unittest.TestCase):
         r = requests.get(f"{self.gateway.base}/", timeout=10)
         generated = r.headers["X-Request-Id"]
         self.assertRegex(generated, r"^[0-9a-f]{24}$")
+        def records():
+            return [json.loads(l) for l in self.gateway.log().splitlines() if l.strip()]
+
         deadline = time.monotonic() + 5
-        while "request_id=test-rid-42" not in self.gateway.log() and time.monotonic() < deadline:
+        while not any(r.get("request_id") == generated for r in records()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        log = self.gateway.log()
-        line = [l for l in log.splitlines() if "request_id=test-rid-42" in l][0]
-        for part in ("method=GET", 'path="/v1/models"', "status=200", "bytes=", "duration_ms="):
-            self.assertIn(part, line)
-        self.assertIn(f"request_id={generated}", log)
+        lines = [r for r in records() if r.get("request_id") == "test-rid-42"]
+        self.assertEqual(len(lines), 1, lines)
+        line = lines[0]
+        self.assertEqual((line["msg"], line["method"], line["path"], line["route"], line["status"]),
+                         ("request", "GET", "/v1/models", "/v1/models", 200))
+        self.assertGreater(line["bytes"], 0)
+        self.assertIsInstance(line["duration_ms"], (int, float))
+        self.assertEqual([r["path"] for r in records() if r.get("request_id") == generated], ["/"])
+        # The server logged the same id for the RPC the gateway made on the request's behalf.
+        deadline = time.monotonic() + 5
+        while "test-rid-42" not in self.server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server_lines = [json.loads(l) for l in self.server.log().splitlines() if "test-rid-42" in l]
+        self.assertEqual([(r["method"], r["code"]) for r in server_lines], [("ListModels", "OK")])
 
     # --- latency ----------------------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +16,15 @@ import (
 
 	"github.com/paligemma-serve/paligemma-serve/gateway/internal/gateway"
 )
+
+// logger writes one JSON object per line on stderr (the access log and everything else).
+var logger = gateway.NewJSONLogger(os.Stderr)
+
+// fatal logs msg at error level and exits 1.
+func fatal(msg string, args ...any) {
+	logger.Error(msg, args...)
+	os.Exit(1)
+}
 
 // env returns the environment's value for key, or def.
 func env(key, def string) string {
@@ -31,7 +39,7 @@ func envInt64(key string, def int64) int64 {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			return n
 		}
-		log.Fatalf("%s=%q is not an integer", key, v)
+		fatal("environment variable is not an integer", "name", key, "value", v)
 	}
 	return def
 }
@@ -40,7 +48,7 @@ func envDuration(key string, def time.Duration) time.Duration {
 	if v, ok := os.LookupEnv(key); ok && v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			log.Fatalf("%s=%q is not a duration (e.g. 300s)", key, v)
+			fatal("environment variable is not a duration (e.g. 300s)", "name", key, "value", v)
 		}
 		return d
 	}
@@ -48,7 +56,6 @@ func envDuration(key string, def time.Duration) time.Duration {
 }
 
 func main() {
-	log.SetFlags(0)
 	def := gateway.DefaultConfig()
 	endpoint := flag.String("grpc_endpoint", env("GRPC_ENDPOINT", "localhost:50051"),
 		"paligemma-server address host:port (resolved with DNS, every address used round-robin) [GRPC_ENDPOINT]")
@@ -63,34 +70,36 @@ func main() {
 	drain := flag.Duration("shutdown_timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second),
 		"SIGTERM: time in-flight requests get to finish [SHUTDOWN_TIMEOUT]")
 	accessLog := flag.Bool("access_log", env("ACCESS_LOG", "true") != "false",
-		"one stderr line per request [ACCESS_LOG]")
+		"one JSON stderr line per request [ACCESS_LOG]")
+	metricsTimeout := flag.Duration("metrics_timeout", envDuration("METRICS_TIMEOUT", def.MetricsTimeout),
+		"time limit of the GetStats call each /metrics scrape makes [METRICS_TIMEOUT]")
 	flag.Parse()
 
 	conn, err := gateway.Dial(*endpoint)
 	if err != nil {
-		log.Fatalf("paligemma-gateway: grpc endpoint %q: %v", *endpoint, err)
+		fatal("bad grpc endpoint", "endpoint", *endpoint, "error", err.Error())
 	}
 	defer conn.Close()
-	cfg := gateway.Config{MaxBodyBytes: *maxBody, RequestTimeout: *timeout, ReadyTimeout: *readyTimeout}
+	cfg := gateway.Config{MaxBodyBytes: *maxBody, RequestTimeout: *timeout, ReadyTimeout: *readyTimeout,
+		MetricsTimeout: *metricsTimeout}
 	if *accessLog {
-		logger := log.New(os.Stderr, "", 0)
-		cfg.AccessLog = func(line string) { logger.Println(line) }
+		cfg.Logger = logger
 	}
 	handler, err := gateway.New(cfg, conn)
 	if err != nil {
-		log.Fatalf("paligemma-gateway: %v", err)
+		fatal("cannot build the gateway", "error", err.Error())
 	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
 	if err != nil {
-		log.Fatalf("paligemma-gateway: listen: %v", err)
+		fatal("cannot listen", "error", err.Error())
 	}
 	actual := ln.Addr().(*net.TCPAddr).Port
 	// Tests and scripts read this line to find the port (the gRPC server prints the same form).
 	fmt.Printf("listening on %s\n", net.JoinHostPort(*host, strconv.Itoa(actual)))
 	os.Stdout.Sync()
-	log.Printf("paligemma-gateway: serving HTTP on %s, backend %s (%s)", ln.Addr(), *endpoint,
-		gateway.Target(*endpoint))
+	logger.Info("serving", "address", ln.Addr().String(), "backend", *endpoint,
+		"target", gateway.Target(*endpoint))
 
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	done := make(chan error, 1)
@@ -101,14 +110,14 @@ func main() {
 	select {
 	case err := <-done:
 		if !errors.Is(err, http.ErrServerClosed) {
-			log.Fatalf("paligemma-gateway: %v", err)
+			fatal("serve failed", "error", err.Error())
 		}
 	case s := <-sig:
-		log.Printf("paligemma-gateway: %v, draining for up to %v", s, *drain)
+		logger.Info("draining", "signal", s.String(), "timeout", drain.String())
 		ctx, cancel := context.WithTimeout(context.Background(), *drain)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
-			log.Printf("paligemma-gateway: shutdown: %v", err)
+			logger.Error("shutdown", "error", err.Error())
 		}
 	}
 }

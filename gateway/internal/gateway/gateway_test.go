@@ -41,6 +41,7 @@ type fakeBackend struct {
 	err       error
 	block     bool
 	ctxErrSet chan struct{}
+	stats     *pb.GetStatsResponse // what GetStats answers (metrics_test.go)
 }
 
 func (f *fakeBackend) Segment(ctx context.Context, req *pb.SegmentRequest) (*pb.SegmentResponse, error) {
@@ -66,6 +67,32 @@ func (f *fakeBackend) Segment(ctx context.Context, req *pb.SegmentRequest) (*pb.
 
 func (f *fakeBackend) ListModels(context.Context, *pb.ListModelsRequest) (*pb.ListModelsResponse, error) {
 	return &pb.ListModelsResponse{Models: []*pb.Model{{Id: "tiny", State: pb.Model_READY}}, DefaultModelId: "tiny"}, nil
+}
+
+// logWriter collects the gateway's JSON log lines (slog writes each record in one Write).
+type logWriter struct{ e *env }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.e.logMu.Lock()
+	defer w.e.logMu.Unlock()
+	w.e.logs = append(w.e.logs, strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// accessLog parses the collected lines (each must be one JSON object).
+func (e *env) accessLog() []map[string]any {
+	e.t.Helper()
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	var out []map[string]any
+	for _, l := range e.logs {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			e.t.Fatalf("log line is not JSON: %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 type env struct {
@@ -109,7 +136,7 @@ func (e *env) startGateway(mutate func(*Config)) {
 	}
 	e.t.Cleanup(func() { conn.Close() })
 	cfg := DefaultConfig()
-	cfg.AccessLog = func(l string) { e.logMu.Lock(); e.logs = append(e.logs, l); e.logMu.Unlock() }
+	cfg.Logger = NewJSONLogger(logWriter{e})
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -246,11 +273,17 @@ func TestSegmentMultipartFile(t *testing.T) {
 			t.Fatalf("body\n got %s\nwant %s", r.body, want)
 		}
 	}
-	e.logMu.Lock()
-	defer e.logMu.Unlock()
-	if len(e.logs) != 2 || !strings.Contains(e.logs[0], "method=POST") || !strings.Contains(e.logs[0], "status=200") ||
-		!strings.Contains(e.logs[0], "request_id=req-123") || !strings.Contains(e.logs[0], `path="/segment"`) {
-		t.Fatalf("access log %q", e.logs)
+	logs := e.accessLog()
+	if len(logs) != 2 || logs[0]["msg"] != "request" || logs[0]["level"] != "info" || logs[0]["method"] != "POST" ||
+		logs[0]["status"] != float64(200) || logs[0]["request_id"] != "req-123" || logs[0]["path"] != "/segment" ||
+		logs[0]["route"] != "/segment" || logs[0]["model"] != "tiny" || logs[0]["bytes"].(float64) <= 0 {
+		t.Fatalf("access log %v", logs)
+	}
+	if _, ok := logs[0]["duration_ms"].(float64); !ok {
+		t.Fatalf("duration_ms missing: %v", logs[0])
+	}
+	if ts, _ := logs[0]["ts"].(string); len(ts) != len("2006-01-02T15:04:05.000Z") || !strings.HasSuffix(ts, "Z") {
+		t.Fatalf("ts %q", logs[0]["ts"])
 	}
 }
 
@@ -573,7 +606,8 @@ func TestDocsAndOpenAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, method := range map[string]string{"/": "get", "/segment": "post", "/v1/segment": "post",
-		"/v1/models": "get", "/v1/models:load": "post", "/v1/models:unload": "post", "/healthz": "get", "/readyz": "get"} {
+		"/v1/models": "get", "/v1/models:load": "post", "/v1/models:unload": "post", "/healthz": "get", "/readyz": "get",
+		"/v1/stats": "get", "/metrics": "get"} {
 		if _, ok := doc.Paths[path][method]; !ok {
 			t.Errorf("openapi lacks %s %s", method, path)
 		}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -19,6 +21,7 @@ type ctxKey int
 const (
 	ctxRequestID ctxKey = iota
 	ctxBodyState
+	ctxReqInfo
 )
 
 // RequestID is the request's id: the client's X-Request-Id when usable, otherwise a new one.
@@ -88,21 +91,84 @@ func (r *statusRecorder) Flush() {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-func (s *Server) withAccessLog(next http.Handler) http.Handler {
+// reqInfo is what the handlers learn about a request that its access-log line and metrics need:
+// the route pattern that served it and the model, when known. The handlers fill it in.
+type reqInfo struct {
+	mu    sync.Mutex
+	route string
+	model string
+}
+
+func reqInfoFrom(ctx context.Context) *reqInfo {
+	ri, _ := ctx.Value(ctxReqInfo).(*reqInfo)
+	return ri
+}
+
+// setRoute records the route pattern serving the request (the first one set wins).
+func setRoute(ctx context.Context, route string) {
+	if ri := reqInfoFrom(ctx); ri != nil {
+		ri.mu.Lock()
+		if ri.route == "" {
+			ri.route = route
+		}
+		ri.mu.Unlock()
+	}
+}
+
+// setModel records the model the request names or was answered by.
+func setModel(ctx context.Context, model string) {
+	if ri := reqInfoFrom(ctx); ri != nil && model != "" {
+		ri.mu.Lock()
+		ri.model = model
+		ri.mu.Unlock()
+	}
+}
+
+// withObservability counts the request in the HTTP metrics and writes its access-log line: one JSON
+// object with request_id, method, path, route, status, bytes, duration_ms, model (when known), remote.
+func (s *Server) withObservability(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		s.metrics.inFlight.Inc()
+		defer s.metrics.inFlight.Dec()
+		ri := &reqInfo{}
 		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		if s.cfg.AccessLog == nil {
-			return
-		}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxReqInfo, ri)))
 		status := rec.status
 		if status == 0 {
 			status = http.StatusOK
 		}
-		s.cfg.AccessLog(fmt.Sprintf("%s method=%s path=%q status=%d bytes=%d duration_ms=%.1f request_id=%s remote=%s",
-			start.UTC().Format(time.RFC3339Nano), r.Method, r.URL.Path, status, rec.bytes,
-			float64(time.Since(start).Microseconds())/1000, RequestID(r.Context()), r.RemoteAddr))
+		elapsed := time.Since(start)
+		ri.mu.Lock()
+		route, model := ri.route, ri.model
+		ri.mu.Unlock()
+		if route == "" {
+			route = "other"
+		}
+		s.metrics.observe(route, r.Method, status, elapsed)
+		if s.cfg.Logger == nil {
+			return
+		}
+		attrs := []slog.Attr{
+			slog.String("request_id", RequestID(r.Context())),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.String("route", route),
+			slog.Int("status", status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+			slog.String("remote", r.RemoteAddr),
+		}
+		if model != "" {
+			attrs = append(attrs, slog.String("model", model))
+		}
+		level := slog.LevelInfo
+		if status >= 500 {
+			level = slog.LevelError
+		} else if status >= 400 {
+			level = slog.LevelWarn
+		}
+		s.cfg.Logger.LogAttrs(context.Background(), level, "request", attrs...)
 	})
 }
 
@@ -159,6 +225,9 @@ func (s *Server) withLimits(next http.Handler) http.Handler {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
 			defer cancel()
+			// The context does not interrupt a body read: a client that stops sending mid-body would hold
+			// the handler forever. The read deadline ends that read; bodyError answers 408.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.RequestTimeout))
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 		if st != nil && st.tooLarge.Load() {
@@ -173,4 +242,23 @@ func (s *Server) withLimits(next http.Handler) http.Handler {
 func drainBody(w http.ResponseWriter, body io.Reader, n int64) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, _ = io.Copy(io.Discard, io.LimitReader(body, n))
+}
+
+// NewJSONLogger logs one JSON object per line in the server's shape: {"ts", "level" (lower case), "msg",
+// fields...}, so both processes' lines parse and filter alike.
+func NewJSONLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				return slog.String("ts", a.Value.Time().UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+			case slog.LevelKey:
+				return slog.String("level", strings.ToLower(a.Value.String()))
+			}
+			return a
+		},
+	}))
 }

@@ -61,6 +61,13 @@ const handWritten = `{
           "503": {"description": "Not ready.", "schema": {"$ref": "#/definitions/Error"}}
         }
       }
+    },
+    "/metrics": {
+      "get": {
+        "summary": "Prometheus metrics: the gateway's HTTP metrics and the server's counters (paligemma_server_*; paligemma_server_up 0 when the server does not answer).",
+        "operationId": "Metrics", "tags": ["Health"], "produces": ["text/plain"],
+        "responses": {"200": {"description": "Prometheus text exposition format.", "schema": {"type": "string"}}}
+      }
     }
   },
   "definitions": {

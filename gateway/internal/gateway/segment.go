@@ -96,12 +96,14 @@ func (s *Server) handleSegmentForm(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
+	setModel(r.Context(), req.GetModelId())
 	ctx := metadata.AppendToOutgoingContext(r.Context(), requestIDKey, RequestID(r.Context()))
 	resp, err := s.segment.Segment(ctx, req)
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
+	setModel(r.Context(), resp.GetModelId())
 	writeJSON(w, http.StatusOK, toFormResponse(resp))
 }
 

@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/paligemma-serve/paligemma-serve/gateway/gen/paligemma/v1"
 )
@@ -27,13 +29,16 @@ type Config struct {
 	RequestTimeout time.Duration
 	// ReadyTimeout bounds the /readyz health check.
 	ReadyTimeout time.Duration
-	// AccessLog receives one line per request; nil logs nothing.
-	AccessLog func(line string)
+	// MetricsTimeout bounds the GetStats call each /metrics scrape makes to the server.
+	MetricsTimeout time.Duration
+	// Logger receives one JSON access-log record per request; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // DefaultConfig is the documented defaults (25 MiB bodies, 300 s per request).
 func DefaultConfig() Config {
-	return Config{MaxBodyBytes: 25 << 20, RequestTimeout: 300 * time.Second, ReadyTimeout: 2 * time.Second}
+	return Config{MaxBodyBytes: 25 << 20, RequestTimeout: 300 * time.Second, ReadyTimeout: 2 * time.Second,
+		MetricsTimeout: 2 * time.Second}
 }
 
 // Server is the gateway's http.Handler.
@@ -43,6 +48,8 @@ type Server struct {
 	health  healthpb.HealthClient
 	gw      *runtime.ServeMux
 	openapi []byte
+	metrics *httpMetrics
+	promReg http.Handler
 	handler http.Handler
 }
 
@@ -62,7 +69,17 @@ func New(cfg Config, conn grpc.ClientConnInterface) (*Server, error) {
 		runtime.WithErrorHandler(gatewayErrorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
+			// Called once the route matched: ctx carries the route pattern for the metrics and log.
+			if pattern, ok := runtime.HTTPPathPattern(ctx); ok {
+				setRoute(r.Context(), pattern)
+			}
 			return metadata.Pairs(requestIDKey, RequestID(r.Context()))
+		}),
+		runtime.WithForwardResponseOption(func(ctx context.Context, _ http.ResponseWriter, m proto.Message) error {
+			if resp, ok := m.(*pb.SegmentResponse); ok {
+				setModel(ctx, resp.GetModelId())
+			}
+			return nil
 		}),
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithWriteContentLength(),
@@ -71,15 +88,23 @@ func New(cfg Config, conn grpc.ClientConnInterface) (*Server, error) {
 	if err := pb.RegisterSegmentServiceHandlerClient(ctx, s.gw, s.segment); err != nil {
 		return nil, err
 	}
-	if err := pb.RegisterModelServiceHandlerClient(ctx, s.gw, pb.NewModelServiceClient(conn)); err != nil {
+	models := pb.NewModelServiceClient(conn)
+	if err := pb.RegisterModelServiceHandlerClient(ctx, s.gw, models); err != nil {
 		return nil, err
 	}
+	timeout := cfg.MetricsTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	reg, metrics := newMetricsRegistry(models, timeout)
+	s.metrics = metrics
+	s.promReg = metricsHandler(reg)
 	spec, err := OpenAPI()
 	if err != nil {
 		return nil, err
 	}
 	s.openapi = spec
-	s.handler = s.withRequestID(s.withAccessLog(s.withLimits(http.HandlerFunc(s.route))))
+	s.handler = s.withRequestID(s.withObservability(s.withLimits(http.HandlerFunc(s.route))))
 	return s, nil
 }
 
@@ -89,18 +114,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // routing error handler answers unknown paths (404) and wrong methods (405).
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	ctx := r.Context()
 	switch {
 	case p == "/":
+		setRoute(ctx, "/")
 		s.only(w, r, http.MethodGet, s.handleWelcome)
 	case p == "/segment" || p == "/segment/":
+		setRoute(ctx, "/segment")
 		s.only(w, r, http.MethodPost, s.handleSegmentForm)
 	case p == "/healthz":
+		setRoute(ctx, "/healthz")
 		s.only(w, r, http.MethodGet, s.handleHealthz)
 	case p == "/readyz":
+		setRoute(ctx, "/readyz")
 		s.only(w, r, http.MethodGet, s.handleReadyz)
+	case p == "/metrics":
+		// Prometheus text format; never needs the backend (paligemma_server_up says whether it answered).
+		setRoute(ctx, "/metrics")
+		s.only(w, r, http.MethodGet, s.promReg.ServeHTTP)
 	case p == "/openapi.json":
+		setRoute(ctx, "/openapi.json")
 		s.only(w, r, http.MethodGet, s.handleOpenAPI)
 	case p == "/docs" || strings.HasPrefix(p, "/docs/"):
+		setRoute(ctx, "/docs")
 		s.only(w, r, http.MethodGet, s.handleDocs)
 	default:
 		s.gw.ServeHTTP(w, r)
