@@ -20,7 +20,9 @@ struct Transfer {
 };
 
 // Every connection (first hop, redirects, each resolved address) passes here with the resolved
-// address.
+// address, before a socket exists: the verdict is on the address connect() will use, so a name
+// that resolves differently later (DNS rebinding) or a numeric spelling curl normalises cannot slip
+// past.
 curl_socket_t OpenSocket(void* user, curlsocktype purpose, curl_sockaddr* address) {
   auto* t = static_cast<Transfer*>(user);
   if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
@@ -29,7 +31,8 @@ curl_socket_t OpenSocket(void* user, curlsocktype purpose, curl_sockaddr* addres
     t->refused = s;
     return CURL_SOCKET_BAD;
   }
-  return socket(address->family, address->socktype, address->protocol);
+  // CLOEXEC: the server spawns the exporter; a fetch's socket must not leak into it.
+  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {

@@ -41,9 +41,24 @@ bool PrivateV6(const unsigned char* a) {
   // IPv4-mapped ::ffff:a.b.c.d and NAT64 64:ff9b::a.b.c.d: judge the embedded IPv4 address.
   static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   static const unsigned char kNat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
-  if (std::memcmp(a, kMapped, 12) == 0 || std::memcmp(a, kNat64, 12) == 0) return PrivateV4(a + 12);
+  // SIIT's IPv4-translated ::ffff:0:a.b.c.d (RFC 2765) likewise.
+  static const unsigned char kTranslated[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
+  if (std::memcmp(a, kMapped, 12) == 0 || std::memcmp(a, kNat64, 12) == 0 ||
+      std::memcmp(a, kTranslated, 12) == 0) {
+    return PrivateV4(a + 12);
+  }
   if (std::memcmp(a, kZero, 12) == 0) return true;  // deprecated IPv4-compatible ::a.b.c.d
-  if ((a[0] & 0xfe) == 0xfc) return true;           // ULA fc00::/7 (AWS metadata fd00:ec2::254)
+  // Local-use NAT64 64:ff9b:1::/48 (RFC 8215): translates into the operator's own network.
+  static const unsigned char kLocalNat64[6] = {0, 0x64, 0xff, 0x9b, 0, 0x01};
+  if (std::memcmp(a, kLocalNat64, 6) == 0) return true;
+  // Discard-only 100::/64 (RFC 6666).
+  static const unsigned char kDiscard[8] = {0x01, 0, 0, 0, 0, 0, 0, 0};
+  if (std::memcmp(a, kDiscard, 8) == 0) return true;
+  // Teredo 2001::/32 (tunnels to an obfuscated IPv4 address) and documentation 2001:db8::/32: no
+  // image host lives there.
+  if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) return true;
+  if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8) return true;
+  if ((a[0] & 0xfe) == 0xfc) return true;  // ULA fc00::/7 (AWS metadata fd00:ec2::254)
   if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) return true;     // link-local fe80::/10
   if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) return true;     // site-local fec0::/10
   if (a[0] == 0xff) return true;                              // multicast
@@ -64,6 +79,10 @@ bool CidrContains(const Cidr& c, int family, const unsigned char* a) {
 }  // namespace
 
 absl::Status CheckUrlSyntax(std::string_view url) {
+  if (url.size() > kMaxUrlBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image_url is ", url.size(), " bytes; the limit is ", kMaxUrlBytes));
+  }
   const size_t colon = url.find("://");
   if (colon == std::string_view::npos) {
     return absl::InvalidArgumentError("image_url must be an absolute http:// or https:// URL");

@@ -13,8 +13,13 @@
 
 namespace pg::service {
 
-// http:// or https:// with a host; anything else (file:, gopher:, no host, userinfo) is
-// InvalidArgument.
+// Longest image_url accepted (browsers and CDNs commonly stop at 8 KiB).
+inline constexpr size_t kMaxUrlBytes = 8192;
+
+// http:// or https:// with a host, at most kMaxUrlBytes; anything else (file:, gopher:, no host,
+// userinfo, spaces or control characters) is InvalidArgument. Numeric spellings of private hosts
+// (2130706433, 0x7f000001, 0177.0.0.1, 127.1, [::ffff:7f00:1]) and names pass here on purpose: the
+// verdict is CheckAddress on the address curl actually connects to.
 absl::Status CheckUrlSyntax(std::string_view url);
 
 // An address range, e.g. 10.1.0.0/16 or fd00::/8.
@@ -27,8 +32,8 @@ absl::StatusOr<Cidr> ParseCidr(std::string_view text);
 absl::StatusOr<std::vector<Cidr>> ParseCidrList(std::string_view comma_separated);
 
 // Loopback, private (RFC 1918, ULA), link-local (incl. 169.254.169.254 metadata), CGNAT,
-// unspecified, multicast, reserved, and IPv4-mapped/NAT64 forms of those. `text` is the numeric
-// address.
+// unspecified, multicast, reserved, and IPv4-mapped/-translated/NAT64/6to4 forms of those;
+// local-use NAT64, discard, Teredo and documentation IPv6 ranges. `text` is the numeric address.
 bool IsPrivateAddress(const sockaddr* addr);
 bool IsPrivateAddress(std::string_view numeric_ip);  // for tests; false if not an address
 

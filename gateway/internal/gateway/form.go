@@ -1,14 +1,18 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -21,6 +25,45 @@ const (
 	msgNoImage   = "Provide either an image file or image URL."
 	msgBothImage = "Provide either an image file or image URL, not both."
 )
+
+// Form limits below the body cap: a form has a handful of fields, each a short text except the file.
+// Without them a 25 MB body could be a million tiny parts or one 25 MB "prompt" held twice in memory.
+const (
+	maxFormFields     = 64       // parts of a multipart body, or name=value pairs of a urlencoded one
+	maxFormFieldBytes = 64 << 10 // each text field (prompt, image_url, options, ...); image_file is not one
+)
+
+// knownFields are the form fields the endpoint reads; each may be sent once. Other names are ignored
+// (as FastAPI ignores them) but count towards maxFormFields.
+var knownFields = map[string]bool{"prompt": true, "image_url": true, "image_file": true, "model_id": true,
+	"max_new_tokens": true, "include_image": true, "include_full_masks": true, "options": true}
+
+// addField records one text field: duplicates of a known field are refused (which one would win is a
+// classic parameter-pollution ambiguity: FastAPI keeps the last, many parsers the first), and the text
+// must be UTF-8, which gRPC requires of proto strings (invalid bytes would fail only when the request
+// is marshalled, as a 500).
+func (f *formFields) addField(name, value string) error {
+	if !knownFields[name] {
+		return nil
+	}
+	if _, dup := f.values[name]; dup {
+		return badRequest("Send one %s field, not several.", name)
+	}
+	if !utf8.ValidString(value) {
+		return badRequest("Form field %s is not valid UTF-8 text.", name)
+	}
+	f.values[name] = []string{value}
+	return nil
+}
+
+func fieldTooLarge(name string) error {
+	return &httpError{code: http.StatusRequestEntityTooLarge,
+		detail: fmt.Sprintf("Form field %s is too large (the limit is %d bytes).", name, maxFormFieldBytes)}
+}
+
+func tooManyFields() error {
+	return badRequest("Too many form fields (the limit is %d).", maxFormFields)
+}
 
 // formFields is what a POST /segment form carried, before validation.
 type formFields struct {
@@ -57,11 +100,24 @@ func readForm(r *http.Request, maxMemory int64) (*formFields, error) {
 		if err != nil {
 			return nil, bodyError(err)
 		}
+		// Counted before parsing: ParseQuery would build every pair first.
+		if bytes.Count(body, []byte("&"))+1 > maxFormFields {
+			return nil, tooManyFields()
+		}
 		vals, err := url.ParseQuery(string(body))
 		if err != nil {
 			return nil, badRequest("Invalid form body: %v", err)
 		}
-		f.values = vals
+		for name, vs := range vals {
+			for _, v := range vs {
+				if len(v) > maxFormFieldBytes {
+					return nil, fieldTooLarge(name)
+				}
+				if err := f.addField(name, v); err != nil {
+					return nil, err
+				}
+			}
+		}
 		return f, nil
 	case "multipart/form-data":
 		boundary := params["boundary"]
@@ -77,7 +133,7 @@ func readForm(r *http.Request, maxMemory int64) (*formFields, error) {
 }
 
 func readMultipart(mr *multipart.Reader, f *formFields) (*formFields, error) {
-	for {
+	for parts := 0; ; parts++ {
 		part, err := mr.NextPart()
 		if err == io.EOF {
 			return f, nil
@@ -85,11 +141,24 @@ func readMultipart(mr *multipart.Reader, f *formFields) (*formFields, error) {
 		if err != nil {
 			return nil, bodyError(err)
 		}
+		if parts >= maxFormFields {
+			_ = part.Close()
+			return nil, tooManyFields()
+		}
 		name := part.FormName()
-		data, err := io.ReadAll(part)
+		// The file is bounded by the body cap only; a text field by maxFormFieldBytes (read one byte
+		// more to tell "exactly the limit" from "over").
+		var src io.Reader = part
+		if name != "image_file" {
+			src = io.LimitReader(part, maxFormFieldBytes+1)
+		}
+		data, err := io.ReadAll(src)
 		_ = part.Close()
 		if err != nil {
 			return nil, bodyError(err)
+		}
+		if name != "image_file" && len(data) > maxFormFieldBytes {
+			return nil, fieldTooLarge(name)
 		}
 		if name == "" {
 			continue
@@ -106,8 +175,8 @@ func readMultipart(mr *multipart.Reader, f *formFields) (*formFields, error) {
 			f.imageFile = data
 			continue
 		}
-		if _, dup := f.values[name]; !dup {
-			f.values[name] = []string{string(data)}
+		if err := f.addField(name, string(data)); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -117,6 +186,9 @@ func bodyError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return &httpError{code: http.StatusRequestEntityTooLarge, detail: tooLargeDetail(mbe.Limit)}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &httpError{code: http.StatusRequestTimeout, detail: "The request body did not arrive within the request timeout."}
 	}
 	return badRequest("Invalid form body: %v", err)
 }
