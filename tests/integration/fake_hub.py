@@ -1,7 +1,10 @@
 """A fake Hugging Face Hub on 127.0.0.1: `/{org}/{name}/resolve/{revision}/{file}` for the repos it is given,
 401 without the expected bearer token, 404 for unknown repos or files, ETag/X-Repo-Commit headers like the
 real Hub, HEAD and Range (206) support, and an optional one-time cut of a file half-way through (to test that
-the server resumes). Also serves plain files under /files/ (e.g. vae-oid.npz) without auth."""
+the server resumes). A harsher fault, for tests/faults: while `cut_active` is true, every GET of `cut_file`
+(full or ranged) is cut after `cut_after` bytes of its body, so that a download fails however often it
+resumes; set cut_active to False to make the hub healthy again. Also serves plain files under /files/ (e.g.
+vae-oid.npz) without auth."""
 
 import hashlib
 import http.server
@@ -14,11 +17,15 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class FakeHub:
-    def __init__(self, testcase, repos, token, files=None, cut_once=None):
+    def __init__(self, testcase, repos, token, files=None, cut_once=None, cut_file=None, cut_after=0):
         """repos: {"org/name": folder}; files: {"name": path} served at /files/name; cut_once: a file name
-        whose first full download is cut after half its bytes."""
+        whose first full download is cut after half its bytes; cut_file/cut_after: a file name whose every
+        GET is cut after cut_after body bytes while self.cut_active (see above)."""
         self.repos, self.token, self.files = repos, token, files or {}
         self.cut_pending = set([cut_once] if cut_once else [])
+        self.cut_file, self.cut_after = cut_file, cut_after
+        self.cut_active = cut_file is not None
+        self.cuts = 0  # GETs cut by cut_file/cut_after
         self.requests = []  # (method, path, range header, authorized)
         self.lock = threading.Lock()
         hub = self
@@ -86,6 +93,9 @@ class FakeHub:
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
             return
+        with self.lock:
+            cut_here = self.cut_active and name == self.cut_file
+            self.cuts += cut_here
         if rng and rng.startswith("bytes="):
             start = int(rng[6:].split("-")[0])
             if start >= len(data):
@@ -96,6 +106,8 @@ class FakeHub:
             h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             h.send_header("Content-Length", str(len(data) - start))
             h.end_headers()
+            if cut_here:
+                return self._cut(h, data[start:start + self.cut_after])
             h.wfile.write(data[start:])
             return
         cut = False
@@ -109,9 +121,15 @@ class FakeHub:
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         if cut:  # half the body, then drop the connection
-            h.wfile.write(data[: len(data) // 2])
-            h.wfile.flush()
-            h.close_connection = True
-            h.connection.shutdown(2)
-            return
+            return self._cut(h, data[: len(data) // 2])
+        if cut_here:
+            return self._cut(h, data[: self.cut_after])
         h.wfile.write(data)
+
+    @staticmethod
+    def _cut(h, part):
+        """Sends part of the announced body, then drops the connection."""
+        h.wfile.write(part)
+        h.wfile.flush()
+        h.close_connection = True
+        h.connection.shutdown(2)
