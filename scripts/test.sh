@@ -28,7 +28,7 @@ run_stage() {
 build_and_ctest() {
   cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release &&
     cmake --build "$build_dir" -j"$(nproc)" &&
-    ctest --test-dir "$build_dir" --output-on-failure
+    ctest --test-dir "$build_dir" -j"${PG_CTEST_JOBS:-2}" --output-on-failure
 }
 
 run_stage ctest build_and_ctest

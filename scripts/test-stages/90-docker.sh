@@ -71,7 +71,7 @@ log "image $image: $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf
 
 # 3. The tiny bundle, exported by the image's exporter as the caller's user, then the stack.
 mkdir -p "$tmp/bundles"
-docker run --rm --network none --user "$(id -u):$(id -g)" -v "$root/tests/fixtures:/fixtures:ro" \
+docker run --rm --network none --read-only --tmpfs /tmp --user "$(id -u):$(id -g)" -v "$root/tests/fixtures:/fixtures:ro" \
   -v "$tmp/bundles:/bundles" "$image" python3 -m exporter /fixtures/paligemma2-tiny \
   --vae /fixtures/vae/vae-oid-random.npz --out /bundles/tiny >"$tmp/export.log" 2>&1 || {
   cat "$tmp/export.log" >&2
@@ -119,7 +119,46 @@ check_users() {
     log "container $(docker inspect -f '{{.Name}}' "$c") runs as uid(s) $uid"
   done
 }
+
+# 5b. Read-only root filesystem: the image's own files cannot be changed, /tmp and the model volume can.
+check_read_only() {
+  local c
+  for c in $(dc ps -q); do
+    [ "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$c")" = true ] || fail "$c: root filesystem is writable"
+    docker exec "$c" sh -c 'touch /app/pg-write-test' 2>/dev/null && fail "$c: wrote to /app on the root filesystem"
+    docker exec "$c" sh -c 'touch /usr/local/bin/pg-write-test' 2>/dev/null && fail "$c: wrote to /usr/local/bin"
+    docker exec "$c" sh -c 'touch /tmp/pg-write-test && rm /tmp/pg-write-test' || fail "$c: /tmp is not writable"
+  done
+  c="$(dc ps -q server | head -1)"
+  docker exec "$c" sh -c 'touch /app/models/huggingface/pg-write-test && rm /app/models/huggingface/pg-write-test' ||
+    fail "the server cannot write its Hugging Face cache volume"
+  log "every container has a read-only root filesystem; /tmp and the model volume are writable"
+}
+check_read_only
 check_users
+
+# 4a. Scaling a running stack up: the new replica gets traffic without restarting the gateway. The servers
+# send GOAWAY after MAX_CONNECTION_AGE_S (5 s in compose.tiny.yaml), the gateway reconnects and re-resolves
+# `server` (gRPC's DNS resolver waits at least 30 s between resolutions), then round robin connects to every
+# address. Proof: an established TCP connection from outside the container to the new replica's port 50051
+# (its /proc/net/tcp: local port C383, state 01), and requests still answering meanwhile.
+start=$SECONDS
+first="$(dc ps -q server)"
+dc up -d --no-build --no-recreate --scale server=2 server >/dev/null 2>&1 || fail "compose up --scale server=2 (running stack)"
+new="$(dc ps -q server | grep -v "$first" | head -1)"
+[ -n "$new" ] || fail "no second server replica after scaling up"
+connected=0
+for _ in $(seq 1 60); do
+  # Not from 127.0.0.1 (0100007F): the container's own healthcheck also connects to :50051.
+  if docker exec "$new" awk 'NR > 1 && $2 ~ /:C383$/ && $3 !~ /^0100007F:/ && $4 == "01" {found = 1} END {exit !found}' /proc/net/tcp 2>/dev/null; then
+    connected=1
+    break
+  fi
+  segment '{"max_new_tokens": "4"}' >/dev/null || fail "/segment while scaling up"
+  sleep 2
+done
+[ "$connected" = 1 ] || fail "the gateway did not connect to the replica added to the running stack within ~3 min"
+log "scaled a running stack to 2 replicas: the gateway connected to the new one after $((SECONDS - start)) s, no restart"
 
 dc down -v --remove-orphans --timeout 20 >/dev/null 2>&1 || fail "compose down"
 
