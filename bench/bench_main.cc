@@ -83,6 +83,8 @@ struct One {
   // The server's own time for the request (its timings.total_ms), when it says: latency minus this
   // is what gRPC / the gateway add, measured per request, so the compute's noise cancels out.
   double server_ms = -1;
+  double client_ms =
+      0;  // the bench's own work inside the timed call (parsing the answer): not overhead
 };
 
 using RunFn = std::function<One()>;
@@ -109,7 +111,7 @@ json RunLevels(const std::string& mode, const Args& a, const RunFn& run) {
           std::lock_guard<std::mutex> lock(mu);
           if (r.ok) {
             latencies.push_back(ms);
-            if (r.server_ms >= 0) overheads.push_back(ms - r.server_ms);
+            if (r.server_ms >= 0) overheads.push_back(ms - r.server_ms - r.client_ms);
             tokens += r.tokens;
           } else {
             ++errors;
@@ -472,7 +474,9 @@ int main(int argc, char** argv) {
       if (!o.ok) o.error = "HTTP " + std::to_string(code) + " " + out.substr(0, 200);
       o.tokens = a.max_new_tokens;
       if (o.ok) {
+        const auto parse_start = Clock::now();
         const json doc = json::parse(out, nullptr, /*allow_exceptions=*/false);
+        o.client_ms = Sec(parse_start, Clock::now()) * 1e3;
         if (doc.is_object() && doc.contains("timings") && doc["timings"].contains("total_ms"))
           o.server_ms = doc["timings"]["total_ms"].get<double>();
       }
