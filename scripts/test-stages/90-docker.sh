@@ -36,7 +36,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-docker info >/dev/null 2>&1 || fail "no Docker engine (docker info failed)"
+if ! docker info >/dev/null 2>&1; then
+  # CI machines have an engine: there its absence is a failure. Elsewhere the stage is reported as
+  # skipped (scripts/test.sh does not count it as passed).
+  [ "${CI:-}" = true ] && fail "no Docker engine (docker info failed)"
+  echo "docker stage: no Docker engine here (docker info failed): skipped; install docker.io to run it" >&2
+  trap - EXIT
+  exit 77
+fi
 log "compose: ${compose[*]} ($("${compose[@]}" version --short 2>/dev/null || true))"
 
 # 1. Base images.
