@@ -3,5 +3,5 @@
 Run as `python3 -m exporter CHECKPOINT_DIR --vae VAE_NPZ --out BUNDLE_DIR` (see docs/bundle-format.md).
 """
 
-__version__ = "0.2.0"
-FORMAT_VERSION = 1
+__version__ = "0.3.0"
+FORMAT_VERSION = 2

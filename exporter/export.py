@@ -17,6 +17,7 @@ from . import FORMAT_VERSION, __version__
 from .checkpoint import (Checkpoint, check_dtype_name, parse_config, read_json, resolve_source, torch_dtype,
                          weight_files)
 from .errors import ExportError
+from .safetensors_io import write_streaming
 
 # torch (slow to import) is imported only after every cheap input check has passed.
 
@@ -27,18 +28,25 @@ def _shape_str(shape) -> str:
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
 
+def _checked_source(param, src: str, get: Callable, display: Callable[[str], str]):
+    """The checkpoint tensor `src` for `param`, checked for shape and float dtype (not yet converted)."""
+    t = get(src)
+    if tuple(t.shape) != tuple(param.shape):
+        raise ExportError(f"tensor {display(src)} has shape {_shape_str(t.shape)}, expected {_shape_str(param.shape)}")
+    if not t.is_floating_point():
+        raise ExportError(f"tensor {display(src)} has non-float dtype {t.dtype}")
+    return t
+
+
 def fill_parameters(module, source_of: Callable[[str], str], get: Callable,
                     display: Callable[[str], str], after_each: Optional[Callable[[], None]] = None):
-    """Copy every parameter of `module` from `get(source_of(param name))`, converting to the parameter dtype."""
+    """Copy every parameter of `module` from `get(source_of(param name))`, converting to the parameter dtype
+    (eager modules for the tests; export streams instead, see save_module)."""
     import torch
     with torch.no_grad():
         for pname, param in module.named_parameters():
             src = source_of(pname)
-            t = get(src)
-            if tuple(t.shape) != tuple(param.shape):
-                raise ExportError(f"tensor {display(src)} has shape {_shape_str(t.shape)}, expected {_shape_str(param.shape)}")
-            if not t.is_floating_point():
-                raise ExportError(f"tensor {display(src)} has non-float dtype {t.dtype}")
+            t = _checked_source(param, src, get, display)
             param.copy_(t)
             del t
             if after_each is not None:
@@ -152,9 +160,33 @@ def _prepare_out(out: str, force: bool) -> str:
     return out
 
 
-def _save_script(module, path: str):
+def save_module(module, path: str, source_of: Callable[[str], str], get: Callable,
+                display: Callable[[str], str], after_each: Optional[Callable[[], None]] = None):
+    """Save `module` as TorchScript code (path, e.g. vision.pt) with its weights beside it in
+    path-without-.pt + .safetensors, keyed by parameter name. The weights stream from the checkpoint
+    (`get(source_of(name))`, checked and converted to the parameter's dtype) into the file one tensor at a
+    time: the module's own parameters (torch.empty) are never filled, so the export holds about one
+    tensor in memory. The archive keeps a one-element, zero-stride placeholder of the right shape and dtype
+    per parameter: the engine maps the weights file and puts its tensors in their place, so a load neither
+    copies the weights out of a zip nor allocates them twice (docs/bundle-format.md)."""
     import torch
     module.eval()
+    weights_path = path[: -len(".pt")] + ".safetensors"
+    params = list(module.named_parameters())
+
+    def fetch(pname, param):
+        return _checked_source(param, source_of(pname), get, display).to(param.dtype)
+
+    try:
+        write_streaming(params, weights_path, fetch, after_each)
+    except OSError as e:
+        raise ExportError(f"writing {weights_path} failed: {e.strerror or e}")
+    with torch.no_grad():
+        for _, p in params:
+            # One stored element, broadcast (stride 0) to the real shape: the archive stays small and the
+            # engine can check every tensor of the weights file against the shape the module expects.
+            p.data = torch.zeros((), dtype=p.dtype).expand(p.shape)
+    del params
     scripted = torch.jit.script(module)
     try:
         torch.jit.save(scripted, path)
@@ -206,8 +238,7 @@ def export(checkpoint: str, vae: str, out: str, dtype: Optional[str] = None, for
         vis = VisionTower(vision.hidden_size, vision.intermediate_size, vision.num_layers, vision.num_heads,
                           vision.layer_norm_eps, vision.num_channels, vision.image_size, vision.patch_size,
                           text.hidden_size, target_dtype)
-        fill_parameters(vis, _vision_source, ckpt.get, ckpt.source_name, ckpt.release)
-        _save_script(vis, os.path.join(tmp, "vision.pt"))
+        save_module(vis, os.path.join(tmp, "vision.pt"), _vision_source, ckpt.get, ckpt.source_name, ckpt.release)
         del vis
         gc.collect()
 
@@ -216,8 +247,8 @@ def export(checkpoint: str, vae: str, out: str, dtype: Optional[str] = None, for
                               text.num_heads, text.num_kv_heads, text.head_dim, text.rms_norm_eps, text.rope_theta,
                               text.query_pre_attn_scalar, text.attn_softcap, text.final_softcap,
                               text.sliding_window, text.sliding, target_dtype)
-        fill_parameters(lang, _language_source, ckpt.get, ckpt.source_name, ckpt.release)
-        _save_script(lang, os.path.join(tmp, "language.pt"))
+        save_module(lang, os.path.join(tmp, "language.pt"), _language_source, ckpt.get, ckpt.source_name,
+                    ckpt.release)
         del lang
         gc.collect()
 
@@ -225,8 +256,8 @@ def export(checkpoint: str, vae: str, out: str, dtype: Optional[str] = None, for
         # The VAE stays float32 whatever --dtype says: it is 4.7 MB, and bfloat16 weights move its masks by
         # ~0.08 (vae-golden.npz is pinned at 1e-4).
         dec = VAEDecoder(torch.float32)
-        fill_parameters(dec, _vae_source, lambda k: torch.from_numpy(vae_arrays[k]), lambda k: k)
-        _save_script(dec, os.path.join(tmp, "vae.pt"))
+        save_module(dec, os.path.join(tmp, "vae.pt"), _vae_source, lambda k: torch.from_numpy(vae_arrays[k]),
+                    lambda k: k)
         del dec
 
         shutil.copyfile(tok_path, os.path.join(tmp, "tokenizer.json"))
@@ -253,7 +284,8 @@ def export(checkpoint: str, vae: str, out: str, dtype: Optional[str] = None, for
             "tokens": tokens,
             "files": {},
         }
-        for fn in ("vision.pt", "language.pt", "vae.pt", "tokenizer.json"):
+        for fn in ("vision.pt", "vision.safetensors", "language.pt", "language.safetensors", "vae.pt",
+                   "vae.safetensors", "tokenizer.json"):
             p = os.path.join(tmp, fn)
             manifest["files"][fn] = {"sha256": _sha256(p), "bytes": os.path.getsize(p)}
         with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:

@@ -133,3 +133,34 @@ def save_file(tensors, path, metadata=None):
         f.write(hb)
         for b in blobs:
             f.write(b)
+
+
+def write_streaming(params, path, fetch, after_each=None, align=64):
+    """Write [(name, parameter)] as .safetensors, one tensor at a time: the header comes from the parameters'
+    shapes and dtypes, then each tensor's bytes from fetch(name, parameter) (a tensor of that shape and dtype),
+    so the set is never held in memory at once. The header is padded with spaces so the data starts on an
+    `align`-byte boundary of the file (the engine maps the file and uses the bytes in place); tensors follow
+    in the given order, without holes."""
+    header = {}
+    offset = 0
+    for name, p in params:
+        if p.dtype not in _NAMES:
+            raise ValueError(f"unsupported dtype {p.dtype}")
+        n = p.numel() * p.element_size()
+        header[name] = {"dtype": _NAMES[p.dtype], "shape": list(p.shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hb += b" " * ((align - (8 + len(hb)) % align) % align)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for name, p in params:
+            t = fetch(name, p).detach().contiguous().cpu()
+            if t.dtype != p.dtype or tuple(t.shape) != tuple(p.shape):
+                raise ValueError(f"tensor {name} came as {t.dtype} {list(t.shape)}")
+            raw = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
+            if raw.numel():
+                f.write(memoryview(raw.numpy()).cast("B"))
+            del t, raw
+            if after_each is not None:
+                after_each()

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 
 seconds="${PG_FUZZ_SECONDS:-30}"
 dir="${PG_FUZZ_BUILD_DIR:-build-fuzz}"
-targets="${PG_FUZZ_TARGETS:-fuzz_image fuzz_exif fuzz_answer fuzz_tokenizer fuzz_tokenizer_json fuzz_manifest fuzz_request}"
+targets="${PG_FUZZ_TARGETS:-fuzz_image fuzz_exif fuzz_answer fuzz_tokenizer fuzz_tokenizer_json fuzz_manifest fuzz_weights_header fuzz_request}"
 
 start=$SECONDS
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-14 \
@@ -33,7 +33,7 @@ for t in $targets; do
   mkdir -p "$artifacts" "$work"
   dict=()
   case "$t" in
-    fuzz_manifest | fuzz_tokenizer_json) dict=(-dict=tests/fuzz/dict/json.dict) ;;
+    fuzz_manifest | fuzz_tokenizer_json | fuzz_weights_header) dict=(-dict=tests/fuzz/dict/json.dict) ;;
     fuzz_answer) dict=(-dict=tests/fuzz/dict/answer.dict) ;;
   esac
   # 1. Regression inputs and seeds: each must run cleanly (a fixed bug stays fixed).

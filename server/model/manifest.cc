@@ -4,9 +4,8 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status.h"
@@ -22,7 +21,8 @@ absl::StatusOr<const json*> Find(const json& root, const std::string& path) {
   size_t start = 0;
   while (start <= path.size()) {
     size_t dot = path.find('.', start);
-    std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string key =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (!node->is_object() || !node->contains(key)) {
       return absl::InvalidArgumentError(absl::StrCat("manifest.json: missing field '", path, "'"));
     }
@@ -34,11 +34,13 @@ absl::StatusOr<const json*> Find(const json& root, const std::string& path) {
 }
 
 absl::Status WrongType(const std::string& path) {
-  return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' has the wrong type"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("manifest.json: field '", path, "' has the wrong type"));
 }
 
-// Checked conversions: nlohmann's get<int>() / get<float>() static_cast whatever number is there, so
-// 4294967297 silently became 1 and 1e30 was undefined behaviour (found by tests/fuzz/fuzz_manifest).
+// Checked conversions: nlohmann's get<int>() / get<float>() static_cast whatever number is there,
+// so 4294967297 silently became 1 and 1e30 was undefined behaviour (found by
+// tests/fuzz/fuzz_manifest).
 absl::Status Convert(const json& node, const std::string& path, std::string* out) {
   if (!node.is_string()) return WrongType(path);
   *out = node.get<std::string>();
@@ -49,7 +51,8 @@ absl::Status Convert(const json& node, const std::string& path, int* out) {
   if (!node.is_number_integer()) return WrongType(path);  // also true for number_unsigned
   if (node.is_number_unsigned() ? node.get<uint64_t>() > uint64_t{INT_MAX}
                                 : node.get<int64_t>() < INT_MIN || node.get<int64_t>() > INT_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' is out of range"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest.json: field '", path, "' is out of range"));
   }
   *out = static_cast<int>(node.get<int64_t>());
   return absl::OkStatus();
@@ -59,7 +62,8 @@ absl::Status Convert(const json& node, const std::string& path, float* out) {
   if (!node.is_number()) return WrongType(path);
   const double v = node.get<double>();
   if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max()) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' is out of range"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest.json: field '", path, "' is out of range"));
   }
   *out = static_cast<float>(v);
   return absl::OkStatus();
@@ -80,7 +84,8 @@ absl::Status Read(const json& root, const std::string& path, T* out) {
 
 absl::Status Positive(const std::string& path, int value) {
   if (value <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", path, "' must be positive"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest.json: field '", path, "' must be positive"));
   }
   return absl::OkStatus();
 }
@@ -159,16 +164,21 @@ absl::StatusOr<Manifest> ParseManifest(std::string_view json_text, const std::st
     }
   }
 
-  if (m.format_version != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("manifest.json: unsupported format_version ", m.format_version, " (expected 1)"));
+  // 1: weights inside the TorchScript archives; 2: in <module>.safetensors beside them.
+  if (m.format_version != 1 && m.format_version != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest.json: unsupported format_version ",
+                                                   m.format_version, " (expected 1 or 2)"));
   }
-  for (auto [name, value] :
-       {std::pair<const char*, int>{"image.size", m.image_size}, {"image.patch_size", m.patch_size},
-        {"image.num_image_tokens", m.num_image_tokens}, {"text.vocab_size", m.vocab_size},
-        {"text.hidden_size", m.hidden_size}, {"text.num_layers", m.num_layers},
-        {"text.num_heads", m.num_heads}, {"text.num_kv_heads", m.num_kv_heads},
-        {"text.head_dim", m.head_dim}, {"text.max_position_embeddings", m.max_position_embeddings}}) {
+  for (auto [name, value] : {std::pair<const char*, int>{"image.size", m.image_size},
+                             {"image.patch_size", m.patch_size},
+                             {"image.num_image_tokens", m.num_image_tokens},
+                             {"text.vocab_size", m.vocab_size},
+                             {"text.hidden_size", m.hidden_size},
+                             {"text.num_layers", m.num_layers},
+                             {"text.num_heads", m.num_heads},
+                             {"text.num_kv_heads", m.num_kv_heads},
+                             {"text.head_dim", m.head_dim},
+                             {"text.max_position_embeddings", m.max_position_embeddings}}) {
     RETURN_IF_ERROR(Positive(name, value));
   }
   for (int i = 0; i < 3; ++i) {
@@ -177,10 +187,13 @@ absl::StatusOr<Manifest> ParseManifest(std::string_view json_text, const std::st
     }
   }
   // Token ids index the embedding table: one outside [0, vocab_size) is a broken bundle.
-  for (auto [name, value] :
-       {std::pair<const char*, int32_t>{"tokens.bos", m.bos_id}, {"tokens.eos", m.eos_id},
-        {"tokens.pad", m.pad_id}, {"tokens.image", m.image_id}, {"tokens.newline", m.newline_id},
-        {"tokens.loc0", m.loc0_id}, {"tokens.seg0", m.seg0_id}}) {
+  for (auto [name, value] : {std::pair<const char*, int32_t>{"tokens.bos", m.bos_id},
+                             {"tokens.eos", m.eos_id},
+                             {"tokens.pad", m.pad_id},
+                             {"tokens.image", m.image_id},
+                             {"tokens.newline", m.newline_id},
+                             {"tokens.loc0", m.loc0_id},
+                             {"tokens.seg0", m.seg0_id}}) {
     if (value < 0 || value >= m.vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", name, "' (", value,
                                                      ") is not a token id below text.vocab_size (",

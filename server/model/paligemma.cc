@@ -1,15 +1,18 @@
 #include "server/model/paligemma.h"
 
+#include <torch/cuda.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <stdexcept>
 
-#include <torch/cuda.h>
-
 #include "absl/strings/str_cat.h"
+#include "server/common/clock.h"
 #include "server/common/status.h"
+#include "server/model/weights_file.h"
 
 namespace pg::model {
 namespace {
@@ -28,8 +31,8 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
   try {
     torch::Device device(name);
     if (device.is_cuda() && !torch::cuda::is_available()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("device '", name, "' requested but this LibTorch has no usable CUDA device"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "device '", name, "' requested but this LibTorch has no usable CUDA device"));
     }
     return device;
   } catch (const c10::Error&) {
@@ -37,16 +40,83 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
   }
 }
 
+c10::optional<torch::ScalarType> TorchDtype(const std::string& safetensors_dtype) {
+  if (safetensors_dtype == "F32") return torch::kFloat32;
+  if (safetensors_dtype == "BF16") return torch::kBFloat16;
+  if (safetensors_dtype == "F16") return torch::kFloat16;
+  return c10::nullopt;
+}
+
+// Bundle format 2: the archive's parameters are zero-stride placeholders of the right shape and
+// dtype; the weights are in <module>.safetensors. Each tensor views the mapped file (no copy)
+// unless the load asks for another dtype or device, in which case that one conversion is the only
+// copy made.
+absl::Status AttachWeights(torch::jit::script::Module& module, const std::string& path,
+                           const std::string& display, const torch::Device& device,
+                           torch::ScalarType dtype, LoadTimings* timings) {
+  ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+  const std::string head(file->data(), std::min<uint64_t>(file->size(), 8 + (64ull << 20)));
+  ASSIGN_OR_RETURN(auto entries, ParseWeightsHeader(head, file->size(), display));
+  std::map<std::string, const WeightEntry*> by_name;
+  for (const auto& e : entries) by_name[e.name] = &e;
+  std::vector<std::pair<torch::jit::script::Module, std::string>> targets;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    auto it = by_name.find(p.name);
+    if (it == by_name.end())
+      return absl::InvalidArgumentError(absl::StrCat(display, " lacks tensor ", p.name));
+    const WeightEntry& e = *it->second;
+    if (TorchDtype(e.dtype) != p.value.scalar_type() ||
+        p.value.sizes() != c10::IntArrayRef(e.shape)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(display, ": tensor ", p.name, " is ", e.dtype, " ",
+                       c10::str(c10::IntArrayRef(e.shape)), ", the module expects ",
+                       c10::toString(p.value.scalar_type()), " ", c10::str(p.value.sizes())));
+    }
+  }
+  for (const auto& e : entries) {
+    // "layers.0.mlp.gate_proj.weight": walk to the owning submodule, then replace the placeholder.
+    torch::jit::script::Module owner = module;
+    std::string rest = e.name;
+    for (size_t dot; (dot = rest.find('.')) != std::string::npos; rest = rest.substr(dot + 1)) {
+      const std::string part = rest.substr(0, dot);
+      if (!owner.hasattr(part) || !owner.attr(part).isModule()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(display, ": tensor ", e.name, " has no place in the module"));
+      }
+      owner = owner.attr(part).toModule();
+    }
+    if (!owner.hasattr(rest) || !owner.attr(rest).isTensor()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(display, ": tensor ", e.name, " has no place in the module"));
+    }
+    auto keep_mapped = [file](void*) {};
+    torch::Tensor t = torch::from_blob(file->data() + e.offset, e.shape, keep_mapped,
+                                       torch::TensorOptions().dtype(*TorchDtype(e.dtype)));
+    if (t.scalar_type() != dtype || t.device() != device) t = t.to(device, dtype);
+    owner.register_parameter(rest, t, /*is_buffer=*/false);
+    // Counted from where the attached tensor's bytes are, not from the decision above.
+    const auto* bytes = static_cast<const char*>(t.data_ptr());
+    const bool in_place =
+        t.device().is_cpu() && bytes >= file->data() && bytes < file->data() + file->size();
+    (in_place ? timings->mapped_bytes : timings->copied_bytes) += t.numel() * t.element_size();
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<torch::jit::script::Module> LoadModule(const std::string& bundle_dir,
                                                       const std::string& file,
                                                       const std::vector<std::string>& methods,
                                                       const torch::Device& device,
-                                                      torch::ScalarType dtype) {
+                                                      torch::ScalarType dtype, int format_version,
+                                                      LoadTimings* timings) {
   const std::string path = bundle_dir + "/" + file;
   if (!fs::exists(path)) return absl::NotFoundError(absl::StrCat("bundle is missing ", path));
   torch::jit::script::Module module;
+  auto t0 = Clock::now();
   try {
-    module = torch::jit::load(path, device);
+    // Format 2 archives hold code and placeholders only; they are loaded on the CPU, where the
+    // weights file is mapped.
+    module = torch::jit::load(path, format_version >= 2 ? torch::Device(torch::kCPU) : device);
   } catch (const c10::Error& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("could not load ", path, ": ", e.what_without_backtrace()));
@@ -57,8 +127,41 @@ absl::StatusOr<torch::jit::script::Module> LoadModule(const std::string& bundle_
     }
   }
   module.eval();
-  module.to(device, dtype);
+  auto t1 = Clock::now();
+  try {
+    if (format_version >= 2) {
+      const std::string stem = file.substr(0, file.size() - 3);  // "language.pt" -> "language"
+      const std::string weights = bundle_dir + "/" + stem + ".safetensors";
+      if (!fs::exists(weights))
+        return absl::NotFoundError(absl::StrCat("bundle is missing ", weights));
+      RETURN_IF_ERROR(
+          AttachWeights(module, weights, stem + ".safetensors", device, dtype, timings));
+    } else {
+      module.to(device, dtype);
+      for (const auto& p : module.parameters())
+        timings->copied_bytes += p.numel() * p.element_size();
+    }
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("could not load the weights of ", path, ": ", e.what_without_backtrace()));
+  }
+  auto t2 = Clock::now();
+  timings->deserialize_ms += Ms(t0, t1);
+  timings->convert_ms += Ms(t1, t2);
   return module;
+}
+
+// Freezing inlines the weights as constants (sharing their storage) and folds what depends only on
+// them, e.g. RMSNorm's (1 + w); the methods the engine calls and the attributes it reads survive.
+absl::Status Freeze(torch::jit::script::Module& module, std::vector<std::string> keep,
+                    const std::string& what) {
+  try {
+    module = torch::jit::freeze(module, keep, /*optimize_numerics=*/false);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("could not freeze ", what, ": ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
 }
 
 // Converts a LibTorch exception into a Status so no c10::Error escapes the model layer.
@@ -82,14 +185,16 @@ absl::StatusOr<std::unique_ptr<PaliGemma>> PaliGemma::Load(const std::string& bu
   ASSIGN_OR_RETURN(model->manifest_, LoadManifest(bundle_dir));
   ASSIGN_OR_RETURN(model->dtype_, ParseDtype(options.dtype));
   ASSIGN_OR_RETURN(model->device_, ParseDevice(options.device));
-  ASSIGN_OR_RETURN(model->vision_,
-                   LoadModule(bundle_dir, "vision.pt", {"forward"}, model->device_, model->dtype_));
+  LoadTimings& lt = model->load_timings_;
+  const int version = model->manifest_.format_version;
+  ASSIGN_OR_RETURN(model->vision_, LoadModule(bundle_dir, "vision.pt", {"forward"}, model->device_,
+                                              model->dtype_, version, &lt));
   ASSIGN_OR_RETURN(model->language_,
                    LoadModule(bundle_dir, "language.pt", {"embed", "prefill", "decode", "logits"},
-                              model->device_, model->dtype_));
+                              model->device_, model->dtype_, version, &lt));
   // The VAE is tiny; float32 keeps masks identical whatever the language model's dtype.
-  ASSIGN_OR_RETURN(model->vae_,
-                   LoadModule(bundle_dir, "vae.pt", {"forward"}, model->device_, torch::kFloat32));
+  ASSIGN_OR_RETURN(model->vae_, LoadModule(bundle_dir, "vae.pt", {"forward"}, model->device_,
+                                           torch::kFloat32, version, &lt));
   auto& lm = model->language_;
   model->has_decode_hidden_ = lm.find_method("decode_hidden").has_value();
   if (!lm.hasattr("embed_tokens") || !lm.hasattr("final_softcap")) {
@@ -97,8 +202,26 @@ absl::StatusOr<std::unique_ptr<PaliGemma>> PaliGemma::Load(const std::string& bu
   }
   model->embed_ = lm.attr("embed_tokens").toTensor();
   model->final_softcap_ = lm.attr("final_softcap").toDouble();
+  // Sizes are read before freezing, which turns parameters into graph constants.
   for (auto* m : {&model->vision_, &model->language_, &model->vae_}) {
-    for (const auto& p : m->parameters()) model->parameter_bytes_ += p.numel() * p.element_size();
+    for (const auto& p : m->named_parameters()) {
+      const int64_t bytes = p.value.numel() * p.value.element_size();
+      model->parameter_bytes_ += bytes;
+      if (m == &lm) model->language_bytes_ += bytes;
+      if (m == &lm && p.name == "layers.0.mlp.gate_proj.weight") {
+        model->intermediate_size_ = p.value.size(0);
+      }
+    }
+  }
+  if (options.freeze) {
+    const auto t0 = Clock::now();
+    std::vector<std::string> keep = {"embed",  "prefill",      "decode",
+                                     "logits", "embed_tokens", "final_softcap"};
+    if (model->has_decode_hidden_) keep.push_back("decode_hidden");
+    RETURN_IF_ERROR(Freeze(model->vision_, {}, "vision.pt"));
+    RETURN_IF_ERROR(Freeze(model->language_, keep, "language.pt"));
+    RETURN_IF_ERROR(Freeze(model->vae_, {}, "vae.pt"));
+    lt.freeze_ms = Ms(t0, Clock::now());
   }
   return model;
 }
@@ -144,8 +267,8 @@ absl::StatusOr<PaliGemma::Prefilled> PaliGemma::Prefill(const std::vector<Prompt
     out.k_cache = torch::zeros({m.num_layers, b, m.num_kv_heads, max_len, m.head_dim}, opts);
     out.v_cache = torch::zeros_like(out.k_cache);
     auto slots = torch::arange(b, torch::kInt64).to(device_);
-    absl::Status s = PrefillInto(prompts, slots, out.k_cache, out.v_cache, &out.hidden,
-                                 &out.prefix_lengths);
+    absl::Status s =
+        PrefillInto(prompts, slots, out.k_cache, out.v_cache, &out.hidden, &out.prefix_lengths);
     if (!s.ok()) throw std::runtime_error(std::string(s.message()));
     return out;
   });
@@ -182,12 +305,13 @@ absl::Status PaliGemma::PrefillInto(const std::vector<PromptInput>& prompts,
   return absl::OkStatus();
 }
 
-// Greedy decoding takes argmax over soft-capped logits c*tanh(x/c). tanh is monotonic, so the winner is
-// the raw argmax -- except where rounding makes distinct raw values equal after the cap, in which case
-// argmax picks the lowest index among them. To return exactly the ids the capped logits give, the cap
-// is applied only to the few logits within `kWindow` of each row's maximum (any logit further below
-// is strictly smaller after the cap, checked per row), and the whole row is capped in the rare case it
-// is not (saturation). This skips tanh over 257k logits per token (~2-50 ms on this CPU).
+// Greedy decoding takes argmax over soft-capped logits c*tanh(x/c). tanh is monotonic, so the
+// winner is the raw argmax -- except where rounding makes distinct raw values equal after the cap,
+// in which case argmax picks the lowest index among them. To return exactly the ids the capped
+// logits give, the cap is applied only to the few logits within `kWindow` of each row's maximum
+// (any logit further below is strictly smaller after the cap, checked per row), and the whole row
+// is capped in the rare case it is not (saturation). This skips tanh over 257k logits per token
+// (~2-50 ms on this CPU).
 torch::Tensor PaliGemma::GreedyFromLogits(torch::Tensor raw,
                                           const std::vector<bool>& suppress_eos) const {
   const int64_t b = raw.size(0);
@@ -203,7 +327,7 @@ torch::Tensor PaliGemma::GreedyFromLogits(torch::Tensor raw,
   auto max = std::get<0>(raw.max(-1, /*keepdim=*/true));  // [B,1]
   auto capped_max = cap(max);
   auto capped_floor = cap(max - kWindow);
-  auto near = raw > (max - kWindow);                       // [B,V]
+  auto near = raw > (max - kWindow);  // [B,V]
   auto counts = near.sum(-1).to(torch::kCPU);
   auto ok = (capped_floor < capped_max).to(torch::kCPU);
   auto best = raw.argmax(-1).to(torch::kCPU).contiguous();
@@ -211,7 +335,7 @@ torch::Tensor PaliGemma::GreedyFromLogits(torch::Tensor raw,
   auto counts_acc = counts.accessor<int64_t, 1>();
   for (int64_t r = 0; r < b; ++r) {
     if (counts_acc[r] == 1 && ok[r][0].item<bool>()) continue;  // a unique winner: the raw argmax
-    if (!ok[r][0].item<bool>()) {                                // saturated: cap the whole row
+    if (!ok[r][0].item<bool>()) {                               // saturated: cap the whole row
       best_acc[r] = cap(raw[r]).argmax().item<int64_t>();
       continue;
     }
@@ -231,6 +355,11 @@ torch::Tensor PaliGemma::GreedyFromLogits(torch::Tensor raw,
 
 torch::Tensor PaliGemma::GreedyFromHidden(const torch::Tensor& hidden,
                                           const std::vector<bool>& suppress_eos) const {
+  // One row: gemv streams the [V, H] head once; CPU BLAS gemm with m=1 repacks it first (~4x
+  // slower).
+  if (hidden.size(0) == 1 && !hidden.is_cuda()) {
+    return GreedyFromLogits(at::mv(embed_, hidden[0]).unsqueeze(0), suppress_eos);
+  }
   return GreedyFromLogits(at::linear(hidden, embed_), suppress_eos);
 }
 
@@ -316,8 +445,8 @@ absl::StatusOr<KvCache> PaliGemma::AllocateCache(int64_t slots, int64_t max_len)
     const auto& m = manifest_;
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
     KvCache cache;
-    // zeros, not empty: the decode path masks positions past a row's length, and zeroed memory keeps
-    // that masking free of NaN/Inf garbage.
+    // zeros, not empty: the decode path masks positions past a row's length, and zeroed memory
+    // keeps that masking free of NaN/Inf garbage.
     cache.k = torch::zeros({m.num_layers, slots, m.num_kv_heads, max_len, m.head_dim}, opts);
     cache.v = torch::zeros_like(cache.k);
     cache.slots = slots;
@@ -366,10 +495,10 @@ absl::StatusOr<std::vector<int32_t>> PaliGemma::DecodeStep(const std::vector<int
   }
   std::lock_guard<std::mutex> lock(compute_mu_);
   return Guarded("decode", [&] {
-    auto next = DecodeNext(torch::tensor(ids, torch::kInt64).to(device_),
-                           torch::tensor(positions, torch::kInt64).to(device_),
-                           torch::tensor(slots, torch::kInt64).to(device_), cache.k, cache.v,
-                           suppress_eos);
+    auto next =
+        DecodeNext(torch::tensor(ids, torch::kInt64).to(device_),
+                   torch::tensor(positions, torch::kInt64).to(device_),
+                   torch::tensor(slots, torch::kInt64).to(device_), cache.k, cache.v, suppress_eos);
     auto acc = next.accessor<int64_t, 1>();
     std::vector<int32_t> out(ids.size());
     for (size_t r = 0; r < out.size(); ++r) out[r] = static_cast<int32_t>(acc[r]);
@@ -388,7 +517,10 @@ absl::StatusOr<std::vector<std::array<float, 64 * 64>>> PaliGemma::DecodeMasks(
     for (size_t i = 0; i < codes.size(); ++i) {
       for (int j = 0; j < 16; ++j) acc[i][j] = codes[i][j];
     }
-    return vae_.forward({input.to(device_)}).toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
+    return vae_.forward({input.to(device_)})
+        .toTensor()
+        .to(torch::kCPU, torch::kFloat32)
+        .contiguous();
   });
   if (!decoded.ok()) return decoded.status();
   if (decoded->numel() != static_cast<int64_t>(codes.size()) * 64 * 64) {

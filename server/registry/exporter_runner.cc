@@ -61,6 +61,10 @@ absl::Status RunExporter(const ExporterOptions& options, const std::string& chec
   std::vector<std::string> args = {options.python, "-m",         "exporter", checkpoint,
                                    "--vae",        vae_npz,      "--out",    partial,
                                    "--force",      "--model-id", model_id};
+  if (!options.dtype.empty()) {
+    args.push_back("--dtype");
+    args.push_back(options.dtype);
+  }
   log::Info("running the exporter", {{"model", model_id}, {"command", absl::StrJoin(args, " ")}});
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());

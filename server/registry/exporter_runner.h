@@ -11,6 +11,9 @@ namespace pg::registry {
 struct ExporterOptions {
   std::string python = "/usr/bin/python3";  // an interpreter with torch (Debian's python3-torch)
   std::string module_dir;                   // folder holding the `exporter` package (the repo root)
+  // Bundle dtype (--dtype); empty: the checkpoint's. The server asks for its serving dtype, so the
+  // engine uses the bundle's weights in place instead of converting them at every load.
+  std::string dtype;
 };
 
 // Exports `checkpoint` (a checkpoint folder or HF cache folder models--org--name) and `vae_npz`

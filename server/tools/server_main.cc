@@ -50,6 +50,9 @@ std::vector<pg::tools::FlagSpec> Specs() {
       {"device", "DEVICE", "cpu", false, "cpu or cuda[:N]"},
       {"dtype", "DTYPE", "float32", false, "float32 or bfloat16"},
       {"threads", "THREADS", "0", false, "LibTorch intra-op threads; 0 = all cores"},
+      {"freeze", "FREEZE", "false", true,
+       "torch::jit::freeze the modules at load (weights become graph constants; no speed-up "
+       "measured)"},
       {"max_loaded_models", "MAX_LOADED_MODELS", "1", false,
        "models kept loaded; the least recently used is unloaded past it"},
       {"hf_token_file", "HF_TOKEN_FILE", "/run/secrets/hf_token", false,
@@ -155,6 +158,7 @@ int main(int argc, char** argv) {
   }
   ro.engine.load.device = flags.Get("device");
   ro.engine.load.dtype = flags.Get("dtype");
+  ro.engine.load.freeze = flags.GetBool("freeze");
   ro.engine.threads = static_cast<int>(ints["threads"]);
   ro.engine.image_limits.max_bytes = ints["max_image_bytes"];
   ro.engine.max_prompt_bytes = ints["max_prompt_bytes"];
@@ -171,6 +175,12 @@ int main(int argc, char** argv) {
   ro.vae_url = flags.Get("vae_url");
   ro.exporter.python = flags.Get("python");
   ro.exporter.module_dir = flags.Get("exporter_dir");
+  // The exporter knows the full names only; the server also accepts fp32/bf16/fp16.
+  const std::string dtype = ro.engine.load.dtype;
+  ro.exporter.dtype = dtype == "fp32"   ? "float32"
+                      : dtype == "bf16" ? "bfloat16"
+                      : dtype == "fp16" ? "float16"
+                                        : dtype;
   pg::registry::ModelRegistry registry(ro);
 
   pg::service::RequestLimits limits;

@@ -20,6 +20,7 @@ if REPO not in sys.path:
 
 from exporter.export import export  # noqa: E402
 from exporter.safetensors_io import SafetensorsFile, save_file  # noqa: E402
+from exporter.bundle import load_module  # noqa: E402
 
 SMALL_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"]
 
@@ -105,9 +106,9 @@ def make_variant(dst, dtype=None, new_names=False, sharded=False, config_edit=No
 
 
 def load_bundle(path, dtype=torch.float32):
-    vis = torch.jit.load(os.path.join(path, "vision.pt")).to(dtype)
-    lang = torch.jit.load(os.path.join(path, "language.pt")).to(dtype)
-    vae = torch.jit.load(os.path.join(path, "vae.pt")).to(dtype)
+    vis = load_module(path, "vision").to(dtype)
+    lang = load_module(path, "language").to(dtype)
+    vae = load_module(path, "vae").to(dtype)
     return vis, lang, vae
 
 

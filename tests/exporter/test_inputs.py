@@ -10,6 +10,7 @@ import unittest
 import torch
 
 from tests.exporter import helpers as H
+from exporter.bundle import load_module
 
 
 class InputVariants(unittest.TestCase):
@@ -38,7 +39,7 @@ class InputVariants(unittest.TestCase):
         out = os.path.join(self.tmp.name, "bf16")
         m = H.export_tiny(out)
         self.assertEqual(m["dtype"], "bfloat16")
-        lang = torch.jit.load(os.path.join(out, "language.pt"))
+        lang = load_module(out, "language")
         self.assertEqual(lang.embed_tokens.dtype, torch.bfloat16)
         self.check_same(out, 0.0)  # bf16 weights are exact in float32
 
@@ -59,7 +60,7 @@ class InputVariants(unittest.TestCase):
         ck, out = self.export_variant("f16", dtype=torch.float16)
         m = H.export_tiny(out, checkpoint=ck)
         self.assertEqual(m["dtype"], "float16")
-        lang = torch.jit.load(os.path.join(out, "language.pt"))
+        lang = load_module(out, "language")
         self.assertEqual(lang.embed_tokens.dtype, torch.float16)
         self.check_same(out, 1e-4)
 

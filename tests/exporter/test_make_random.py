@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+from exporter.bundle import load_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = os.path.join(ROOT, "tests", "fixtures", "paligemma2-tiny")
@@ -52,8 +53,8 @@ class MakeRandomTest(unittest.TestCase):
         import torch
         manifest = json.load(open(os.path.join(out, "manifest.json")))
         self.assertEqual(manifest["image"]["num_image_tokens"], 4)
-        vision = torch.jit.load(os.path.join(out, "vision.pt"))
-        lang = torch.jit.load(os.path.join(out, "language.pt"))
+        vision = load_module(out, "vision")
+        lang = load_module(out, "language")
         torch.manual_seed(0)
         feats = vision(torch.rand(1, 3, 28, 28) * 2 - 1)
         self.assertTrue(torch.isfinite(feats).all())

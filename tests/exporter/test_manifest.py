@@ -9,6 +9,7 @@ import unittest
 import torch
 
 from tests.exporter import helpers as H
+from exporter.bundle import load_module
 
 
 class Manifest(unittest.TestCase):
@@ -26,10 +27,11 @@ class Manifest(unittest.TestCase):
         cls.tmp.cleanup()
 
     def test_files(self):
-        self.assertEqual(sorted(os.listdir(self.out)),
-                         ["language.pt", "manifest.json", "tokenizer.json", "vae.pt", "vision.pt"])
+        modules = ["language.pt", "language.safetensors", "vae.pt", "vae.safetensors", "vision.pt",
+                   "vision.safetensors"]
+        self.assertEqual(sorted(os.listdir(self.out)), sorted(modules + ["manifest.json", "tokenizer.json"]))
         self.assertEqual(sorted(os.listdir(self.tmp.name)), ["bundle"])  # no temp dirs left
-        self.assertEqual(sorted(self.m["files"]), ["language.pt", "tokenizer.json", "vae.pt", "vision.pt"])
+        self.assertEqual(sorted(self.m["files"]), sorted(modules + ["tokenizer.json"]))
         for fn, info in self.m["files"].items():
             with open(os.path.join(self.out, fn), "rb") as f:
                 data = f.read()
@@ -40,8 +42,8 @@ class Manifest(unittest.TestCase):
 
     def test_fields(self):
         m = self.m
-        self.assertEqual(m["format_version"], 1)
-        self.assertEqual(m["exporter_version"], "0.2.0")
+        self.assertEqual(m["format_version"], 2)
+        self.assertEqual(m["exporter_version"], "0.3.0")
         self.assertEqual(m["source"], {"model_id": "google/paligemma2-3b-mix-448", "revision": "abc123", "path": H.TINY})
         self.assertEqual(m["dtype"], "bfloat16")
         self.assertEqual(m["image"], {"size": 56, "patch_size": 14, "num_image_tokens": 16, "mean": [0.5, 0.5, 0.5],
@@ -59,10 +61,23 @@ class Manifest(unittest.TestCase):
         self.assertEqual(by_content["<seg000>"], m["tokens"]["seg0"])
         self.assertEqual(tok["model"]["vocab"]["\n"], m["tokens"]["newline"])
 
+    def test_archives_hold_code_not_weights(self):
+        # Format 2: the weights live in the .safetensors files; each archive keeps zero-stride placeholders.
+        for name in ("vision", "language", "vae"):
+            raw = torch.jit.load(os.path.join(self.out, name + ".pt"))
+            params = list(raw.named_parameters())
+            self.assertTrue(params)
+            for pname, p in params:
+                self.assertTrue(all(s == 0 for s in p.stride()), pname)
+            self.assertLess(os.path.getsize(os.path.join(self.out, name + ".pt")), 64 << 10, name)
+            with open(os.path.join(self.out, name + ".safetensors"), "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+            self.assertEqual((8 + n) % 64, 0, name)  # the data starts 64-byte aligned
+
     def test_modules_interface(self):
-        vis = torch.jit.load(os.path.join(self.out, "vision.pt"))
-        lang = torch.jit.load(os.path.join(self.out, "language.pt"))
-        vae = torch.jit.load(os.path.join(self.out, "vae.pt"))
+        vis = load_module(self.out, "vision")
+        lang = load_module(self.out, "language")
+        vae = load_module(self.out, "vae")
         for mod in (vis, lang):
             self.assertTrue(all(p.dtype == torch.bfloat16 for p in mod.parameters()))
         # The VAE is always float32 (docs/bundle-format.md).

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.exporter import helpers as H
+from exporter.bundle import load_module
 
 WINDOW = 8
 
@@ -132,7 +133,7 @@ class SlidingWindow(unittest.TestCase):
                 sliding_window=WINDOW, layer_types=["full_attention", "full_attention"]))
             out = os.path.join(tmp, "b")
             H.export_tiny(out, checkpoint=ck, dtype="float32")
-            lang = torch.jit.load(os.path.join(out, "language.pt"))
+            lang = load_module(out, "language")
             flags = lambda m: [bool(getattr(m.layers, str(i)).sliding) for i in range(2)]
             self.assertEqual(flags(lang), [False, False])
             self.assertEqual(flags(self.lang), [True, False])  # default: even layers slide

@@ -125,7 +125,7 @@ class ExportWriteFailureTest(unittest.TestCase):
 
     def test_export_write_failure_then_restart_without_limit(self):
         models = self.hf_cache_models_dir()
-        language = os.path.getsize(os.path.join(harness.TINY_BUNDLE, "language.pt"))
+        language = os.path.getsize(os.path.join(harness.TINY_BUNDLE, "language.safetensors"))
         limit = 2 << 20
         self.assertLess(limit, language)  # the export cannot fit
         wrapper = os.path.join(temp_dir(self), "limited-server")

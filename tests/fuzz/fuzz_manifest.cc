@@ -1,7 +1,7 @@
-// libFuzzer target: the bundle's manifest.json reader (ParseManifest, the text half of LoadManifest).
-// Any text must give a Manifest or an error status; a Manifest that parses must satisfy the checks
-// LoadManifest promises (format_version 1, positive shapes), since the model loader sizes tensors
-// and the KV cache from them.
+// libFuzzer target: the bundle's manifest.json reader (ParseManifest, the text half of
+// LoadManifest). Any text must give a Manifest or an error status; a Manifest that parses must
+// satisfy the checks LoadManifest promises (format_version 1 or 2, positive shapes), since the
+// model loader sizes tensors and the KV cache from them.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -12,8 +12,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   absl::StatusOr<pg::model::Manifest> m = pg::model::ParseManifest(text, "fuzz/manifest.json");
   if (!m.ok()) return 0;
-  if (m->format_version != 1 || m->image_size <= 0 || m->patch_size <= 0 ||
-      m->num_image_tokens <= 0 || m->vocab_size <= 0 || m->num_layers <= 0 || m->head_dim <= 0) {
+  if ((m->format_version != 1 && m->format_version != 2) || m->image_size <= 0 ||
+      m->patch_size <= 0 || m->num_image_tokens <= 0 || m->vocab_size <= 0 || m->num_layers <= 0 ||
+      m->head_dim <= 0) {
     __builtin_trap();
   }
   return 0;

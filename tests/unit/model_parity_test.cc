@@ -1,4 +1,5 @@
-// The exported tiny bundle, run through LibTorch from C++, must reproduce transformers' golden outputs.
+// The exported tiny bundle, run through LibTorch from C++, must reproduce transformers' golden
+// outputs.
 #include <torch/script.h>
 
 #include <catch2/catch.hpp>
@@ -46,7 +47,8 @@ double MaxAbs(const torch::Tensor& a, const torch::Tensor& b) {
 }  // namespace
 
 CATCH_TEST_CASE("vision tower and projector match transformers", "[parity]") {
-  auto golden = torch::tensor(Golden()["image_features"].get<std::vector<float>>()).reshape({16, 32});
+  auto golden =
+      torch::tensor(Golden()["image_features"].get<std::vector<float>>()).reshape({16, 32});
   const double err = MaxAbs(GoldenFeatures()[0], golden);
   CATCH_INFO("projector max abs error " << err);
   CATCH_CHECK(err <= 1e-4);
@@ -74,8 +76,8 @@ CATCH_TEST_CASE("prefill logits and argmax at every prompt position match transf
       MaxAbs(last.index_select(0, torch::arange(0, last.size(0), 997)), stride);
   // The golden's prefill_last_* fields were evidently computed without Gemma 2's attention soft-cap
   // (transformers' SDPA path ignores it): with the cap they differ by ~1.6e-3, without it by ~1e-6.
-  // Its ref_steps (from generate, eager attention, cap on) pin the same position exactly, so the tight
-  // check is against those and prefill_last_* gets the cap's known drift as tolerance.
+  // Its ref_steps (from generate, eager attention, cap on) pin the same position exactly, so the
+  // tight check is against those and prefill_last_* gets the cap's known drift as tolerance.
   auto step0 = g["ref_steps"][0];
   auto step0_ids = step0["top5_ids"].get<std::vector<int64_t>>();
   auto step0_logits = torch::tensor(step0["top5_logits"].get<std::vector<float>>());
@@ -96,6 +98,29 @@ CATCH_TEST_CASE("24 greedy tokens with the KV cache equal transformers' generate
   CATCH_REQUIRE(out.ok());
   auto expected = Golden()["hf_greedy_24"].get<std::vector<int32_t>>();
   CATCH_CHECK(out->front().tokens == expected);
+}
+
+CATCH_TEST_CASE("frozen modules give the same vision features and greedy tokens",
+                "[parity][freeze]") {
+  pg::model::LoadOptions frozen_options;
+  frozen_options.freeze = true;
+  auto frozen = PaliGemma::Load(pg::testing::TinyBundle(), frozen_options);
+  CATCH_REQUIRE(frozen.ok());
+  CATCH_CHECK((*frozen)->load_timings().freeze_ms > 0);
+  const int s = Model().manifest().image_size;
+  std::vector<float> pixels(3 * s * s);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<float>(i % 97) / 48.0f - 1.0f;
+  auto a = Model().EncodeImage(pixels);
+  auto b = (*frozen)->EncodeImage(pixels);
+  CATCH_REQUIRE(a.ok());
+  CATCH_REQUIRE(b.ok());
+  CATCH_CHECK(torch::equal(*a, *b));
+  pg::model::GenerateOptions options;
+  options.max_new_tokens = 24;
+  options.suppress_eos = true;
+  auto out = (*frozen)->Generate({{GoldenFeatures()[0], GoldenPrefix()}}, options);
+  CATCH_REQUIRE(out.ok());
+  CATCH_CHECK(out->front().tokens == Golden()["hf_greedy_24"].get<std::vector<int32_t>>());
 }
 
 CATCH_TEST_CASE("a batch of two different prompts equals each prompt alone", "[parity][batch]") {
@@ -163,8 +188,9 @@ CATCH_TEST_CASE("bad model inputs are errors, not crashes", "[model][errors]") {
   CATCH_CHECK(!Model().Generate({{GoldenFeatures()[0], {}}}, {}).ok());
 }
 
-// bfloat16 compute (--dtype bfloat16) is an option, not the parity path: this measures its drift from the
-// transformers fp32 golden (docs/performance.md records the numbers) and bounds it loosely.
+// bfloat16 compute (--dtype bfloat16) is an option, not the parity path: this measures its drift
+// from the transformers fp32 golden (docs/performance.md records the numbers) and bounds it
+// loosely.
 CATCH_TEST_CASE("bfloat16 drift from the fp32 golden is measured and bounded", "[parity][bf16]") {
   pg::model::LoadOptions lo;
   lo.dtype = "bfloat16";
@@ -195,11 +221,13 @@ CATCH_TEST_CASE("bfloat16 drift from the fp32 golden is measured and bounded", "
   CATCH_REQUIRE(out.ok());
   auto expected = Golden()["hf_greedy_24"].get<std::vector<int32_t>>();
   size_t prefix_match = 0;
-  while (prefix_match < expected.size() && out->front().tokens[prefix_match] == expected[prefix_match]) {
+  while (prefix_match < expected.size() &&
+         out->front().tokens[prefix_match] == expected[prefix_match]) {
     ++prefix_match;
   }
-  std::cout << "bf16 drift: projector max abs " << feature_err << ", last-position top5 logits max abs "
-            << step0_err << ", prefill argmax equal at " << same_argmax << "/" << expected_argmax.size()
+  std::cout << "bf16 drift: projector max abs " << feature_err
+            << ", last-position top5 logits max abs " << step0_err << ", prefill argmax equal at "
+            << same_argmax << "/" << expected_argmax.size()
             << " positions, greedy tokens equal for the first " << prefix_match << "/24\n";
   CATCH_CHECK(torch::isfinite(*logits).all().item<bool>());
   CATCH_CHECK(feature_err < 0.5);
