@@ -33,9 +33,10 @@ class Linear(nn.Module):
             self.bias = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.numel() == x.shape[-1] and not x.is_cuda:
+        if x.numel() == x.shape[-1] and not x.is_cuda and x.dtype == torch.float32:
             # One row (a batch-1 decode step): CPU BLAS gemm with m=1 repacks the whole weight on every
-            # call, ~4x the memory traffic of gemv, which streams it once (docs/performance.md).
+            # call, ~4x the memory traffic of gemv, which streams it once (docs/performance.md). float32
+            # only: LibTorch's CPU bfloat16 mv accumulates in bfloat16 (greedy tokens drifted after 1 of 24).
             y = torch.mv(self.weight, x.reshape(-1))
             bias = self.bias
             if bias is not None:

@@ -357,7 +357,8 @@ torch::Tensor PaliGemma::GreedyFromHidden(const torch::Tensor& hidden,
                                           const std::vector<bool>& suppress_eos) const {
   // One row: gemv streams the [V, H] head once; CPU BLAS gemm with m=1 repacks it first (~4x
   // slower).
-  if (hidden.size(0) == 1 && !hidden.is_cuda()) {
+  // float32 only: LibTorch's CPU bfloat16 mv accumulates in bfloat16.
+  if (hidden.size(0) == 1 && !hidden.is_cuda() && hidden.scalar_type() == torch::kFloat32) {
     return GreedyFromLogits(at::mv(embed_, hidden[0]).unsqueeze(0), suppress_eos);
   }
   return GreedyFromLogits(at::linear(hidden, embed_), suppress_eos);
