@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/paligemma-serve/paligemma-serve/gateway/gen/paligemma/v1"
@@ -68,3 +69,19 @@ func BenchmarkFormResponseEncode(b *testing.B) {
 		b.SetBytes(int64(buf.Len()))
 	}
 }
+
+// The decoder the generated /v1 routes use (bodyJSONPb) against grpc-gateway's own JSONPb decoder.
+func benchDecoder(b *testing.B, m runtime.Marshaler) {
+	body := benchRequestBody(240 << 10)
+	b.SetBytes(int64(len(body)))
+	for i := 0; i < b.N; i++ {
+		var req pb.SegmentRequest
+		if err := m.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecoderGatewayJSONPb(b *testing.B) { benchDecoder(b, &runtime.JSONPb{}) }
+
+func BenchmarkDecoderBodyJSONPb(b *testing.B) { benchDecoder(b, bodyJSONPb{&runtime.JSONPb{}}) }

@@ -65,7 +65,7 @@ func New(cfg Config, conn grpc.ClientConnInterface) (*Server, error) {
 		UnmarshalOptions: protojson.UnmarshalOptions{},
 	}
 	s.gw = runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonpb),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, bodyJSONPb{jsonpb}),
 		runtime.WithErrorHandler(gatewayErrorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
