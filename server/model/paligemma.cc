@@ -59,7 +59,6 @@ absl::Status AttachWeights(torch::jit::script::Module& module, const std::string
   ASSIGN_OR_RETURN(auto entries, ParseWeightsHeader(head, file->size(), display));
   std::map<std::string, const WeightEntry*> by_name;
   for (const auto& e : entries) by_name[e.name] = &e;
-  std::vector<std::pair<torch::jit::script::Module, std::string>> targets;
   for (const auto& p : module.named_parameters(/*recurse=*/true)) {
     auto it = by_name.find(p.name);
     if (it == by_name.end())
