@@ -19,9 +19,16 @@ for bin in paligemma-bench paligemma-server paligemma-gateway; do
   [[ -x $BUILD/$bin ]] || { echo "bench/run.sh: $BUILD/$bin missing (cmake --build $BUILD)" >&2; exit 2; }
 done
 
+# A bundle left by another exporter version is exported again (its format may lack what the engine uses now).
+current_bundle() {
+  local want
+  want=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' exporter/__init__.py)
+  [[ -f $1/manifest.json ]] && grep -q "\"exporter_version\": \"$want\"" "$1/manifest.json"
+}
+
 if [[ $MODE == tiny ]]; then
   BUNDLE=$OUT/tiny-bundle
-  [[ -f $BUNDLE/manifest.json ]] || $PY -m exporter tests/fixtures/paligemma2-tiny \
+  current_bundle "$BUNDLE" || $PY -m exporter tests/fixtures/paligemma2-tiny \
       --vae tests/fixtures/vae/vae-oid-random.npz --out "$BUNDLE" --force --quiet
   CONCURRENCY=${CONCURRENCY:-1,4,8,16}; REQUESTS=${REQUESTS:-32}; NEW_TOKENS=${NEW_TOKENS:-32}
   MICRO=1
@@ -31,7 +38,7 @@ else
     /usr/bin/time -v $PY -m exporter --make-random tests/fixtures/paligemma2-3b-448.config.json \
         --image-size 224 --out "$CKPT" --force 2> "$OUT/make-random.log" || { cat "$OUT/make-random.log"; exit 1; }
   fi
-  if [[ ! -f $BUNDLE/manifest.json ]]; then
+  if ! current_bundle "$BUNDLE"; then
     # The exporter's peak RSS is one of the targets (< 1.5 x checkpoint bytes + 1 GB).
     # Exported in the serving dtype (as the server's registry does), so the engine maps the weights
     # in place instead of converting them at load (docs/bundle-format.md).

@@ -3,5 +3,6 @@
 Run as `python3 -m exporter CHECKPOINT_DIR --vae VAE_NPZ --out BUNDLE_DIR` (see docs/bundle-format.md).
 """
 
-__version__ = "0.3.0"
-FORMAT_VERSION = 2
+__version__ = "0.4.0"
+# 1: weights inside the TorchScript archives; 2: in <module>.safetensors; 3: as 2, linear layers call pg::linear.
+FORMAT_VERSION = 3

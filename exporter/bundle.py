@@ -9,6 +9,7 @@ import os
 
 import torch
 
+from . import ops  # noqa: F401  (archives of format 3 call torch.ops.pg.linear)
 from .errors import ExportError
 from .safetensors_io import SafetensorsFile
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import ops  # noqa: F401  (registers torch.ops.pg.linear, which the modules below call)
+
 
 class Linear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype):
@@ -33,16 +35,7 @@ class Linear(nn.Module):
             self.bias = None
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.numel() == x.shape[-1] and not x.is_cuda and x.dtype == torch.float32:
-            # One row (a batch-1 decode step): CPU BLAS gemm with m=1 repacks the whole weight on every
-            # call, ~4x the memory traffic of gemv, which streams it once (docs/performance.md). float32
-            # only: LibTorch's CPU bfloat16 mv accumulates in bfloat16 (greedy tokens drifted after 1 of 24).
-            y = torch.mv(self.weight, x.reshape(-1))
-            bias = self.bias
-            if bias is not None:
-                y = y + bias
-            return y.reshape(list(x.shape[:-1]) + [y.shape[0]])
-        return F.linear(x, self.weight, self.bias)
+        return torch.ops.pg.linear(x, self.weight, self.bias)
 
 
 class LayerNorm(nn.Module):
@@ -311,7 +304,7 @@ class Gemma2Language(nn.Module):
 
     @torch.jit.export
     def logits(self, hidden: Tensor) -> Tensor:
-        x = F.linear(hidden, self.embed_tokens)
+        x = torch.ops.pg.linear(hidden, self.embed_tokens, None)
         if self.final_softcap > 0.0:
             x = torch.tanh(x / self.final_softcap) * self.final_softcap
         return x

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/clock.h"
 #include "server/common/status.h"
+#include "server/model/small_linear.h"
 #include "server/model/weights_file.h"
 
 namespace pg::model {
@@ -180,6 +181,7 @@ auto Guarded(const char* what, F&& f) -> absl::StatusOr<decltype(f())> {
 
 absl::StatusOr<std::unique_ptr<PaliGemma>> PaliGemma::Load(const std::string& bundle_dir,
                                                            const LoadOptions& options) {
+  EnsureOpsRegistered();  // format 3 archives call pg::linear
   std::unique_ptr<PaliGemma> model(new PaliGemma());
   ASSIGN_OR_RETURN(model->manifest_, LoadManifest(bundle_dir));
   ASSIGN_OR_RETURN(model->dtype_, ParseDtype(options.dtype));
@@ -354,13 +356,8 @@ torch::Tensor PaliGemma::GreedyFromLogits(torch::Tensor raw,
 
 torch::Tensor PaliGemma::GreedyFromHidden(const torch::Tensor& hidden,
                                           const std::vector<bool>& suppress_eos) const {
-  // One row: gemv streams the [V, H] head once; CPU BLAS gemm with m=1 repacks it first (~4x
-  // slower).
-  // float32 only: LibTorch's CPU bfloat16 mv accumulates in bfloat16.
-  if (hidden.size(0) == 1 && !hidden.is_cuda() && hidden.scalar_type() == torch::kFloat32) {
-    return GreedyFromLogits(at::mv(embed_, hidden[0]).unsqueeze(0), suppress_eos);
-  }
-  return GreedyFromLogits(at::linear(hidden, embed_), suppress_eos);
+  // The [V, H] head is the largest matrix of the model; SmallLinear streams it once per step.
+  return GreedyFromLogits(SmallLinear(hidden, embed_, c10::nullopt), suppress_eos);
 }
 
 torch::Tensor PaliGemma::DecodeNext(const torch::Tensor& ids, const torch::Tensor& positions,

@@ -42,8 +42,8 @@ class Manifest(unittest.TestCase):
 
     def test_fields(self):
         m = self.m
-        self.assertEqual(m["format_version"], 2)
-        self.assertEqual(m["exporter_version"], "0.3.0")
+        self.assertEqual(m["format_version"], 3)
+        self.assertEqual(m["exporter_version"], "0.4.0")
         self.assertEqual(m["source"], {"model_id": "google/paligemma2-3b-mix-448", "revision": "abc123", "path": H.TINY})
         self.assertEqual(m["dtype"], "bfloat16")
         self.assertEqual(m["image"], {"size": 56, "patch_size": 14, "num_image_tokens": 16, "mean": [0.5, 0.5, 0.5],
