@@ -186,8 +186,11 @@ func bodyStateFrom(ctx context.Context) *bodyState {
 
 type cappedBody struct {
 	io.ReadCloser
-	st *bodyState
+	st   *bodyState
+	size int64 // the request's Content-Length, at most the cap; -1 when unknown
 }
+
+func (b *cappedBody) contentLength() int64 { return b.size }
 
 func (b *cappedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
@@ -219,7 +222,7 @@ func (s *Server) withLimits(next http.Handler) http.Handler {
 		if limit > 0 {
 			st = &bodyState{limit: limit}
 			ctx = context.WithValue(ctx, ctxBodyState, st)
-			r.Body = &cappedBody{ReadCloser: http.MaxBytesReader(w, orig, limit), st: st}
+			r.Body = &cappedBody{ReadCloser: http.MaxBytesReader(w, orig, limit), st: st, size: r.ContentLength}
 		}
 		if s.cfg.RequestTimeout > 0 {
 			var cancel context.CancelFunc
