@@ -13,9 +13,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -466,7 +466,8 @@ int main(int argc, char** argv) {
     // overhead measured is the gateway's, not connection setup.
     auto http_run = [&]() -> One {
       One o;
-      thread_local std::unique_ptr<CURL, void (*)(CURL*)> handle(curl_easy_init(), curl_easy_cleanup);
+      thread_local std::unique_ptr<CURL, void (*)(CURL*)> handle(curl_easy_init(),
+                                                                 curl_easy_cleanup);
       CURL* c = handle.get();
       curl_easy_reset(c);
       std::string out;

@@ -15,6 +15,7 @@ packages=(
 if [ "${PG_DEPS:-all}" != build ]; then
   packages+=(chromium debootstrap yamllint shellcheck docker-compose)
   packages+=(clang-14 libclang-rt-14-dev)  # libFuzzer + sanitizer runtimes (stage "fuzz", docs/hardening.md)
+  packages+=(clang-format-14)  # the C++ style check (stage "delivery-lint")
 fi
 
 SUDO=""

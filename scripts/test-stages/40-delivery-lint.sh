@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Stage "delivery-lint": the delivery files are valid: shellcheck (scripts), yamllint (compose, workflows,
-# Kubernetes), `docker-compose config` (compose.yaml alone, with compose.tiny.yaml, with the gpu profile), the
-# workflows' and manifests' structure, and the Python client/healthcheck compile.
+# Stage "delivery-lint": the delivery files are valid: shellcheck (scripts), clang-format (C++ style),
+# yamllint (compose, workflows, Kubernetes), `docker-compose config` (compose.yaml alone, with
+# compose.tiny.yaml, with the gpu profile), the workflows' and manifests' structure, and the Python
+# client/healthcheck compile.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 fail() { echo "delivery-lint: $*" >&2; exit 1; }
@@ -10,6 +11,9 @@ shellcheck scripts/install-deps.sh scripts/test.sh scripts/demo.sh scripts/make-
   scripts/test-stages/40-delivery-lint.sh scripts/test-stages/50-client.sh scripts/test-stages/60-demo.sh \
   scripts/test-stages/90-docker.sh .ci/run
 echo "delivery-lint: shellcheck ok"
+# The C++ follows .clang-format (clang-format 14, Debian 12's).
+git ls-files -z '*.cc' '*.h' | xargs -0 clang-format-14 --dry-run --Werror
+echo "delivery-lint: clang-format ok ($(git ls-files '*.cc' '*.h' | wc -l) files)"
 
 yamllint -c .yamllint.yaml compose.yaml compose.tiny.yaml .github/workflows deploy/kubernetes .yamllint.yaml
 echo "delivery-lint: yamllint ok"

@@ -62,11 +62,11 @@ for t in $targets; do
   fi
 done
 
-# 3. The gateway's form handling (Go's native fuzzing, one target per `go test`).
+# 3. The gateway's form handling and /v1/segment JSON codec (Go's native fuzzing, one target per `go test`).
 if [ "${PG_FUZZ_GO:-1}" != 0 ]; then
   go_bin=/usr/local/go/bin/go
   [ -x "$go_bin" ] || go_bin="$(command -v go)"
-  for f in FuzzReadForm FuzzSegmentForm; do
+  for f in FuzzReadForm FuzzSegmentForm FuzzSegmentRequestJSON FuzzSegmentResponseJSON; do
     t0=$SECONDS
     rc=0
     (cd gateway && GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 \

@@ -10,10 +10,10 @@
 #define PG_STATUS_CONCAT_INNER(a, b) a##b
 #define PG_STATUS_CONCAT(a, b) PG_STATUS_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                     \
-  do {                                            \
-    ::absl::Status pg_status_ = (expr);           \
-    if (!pg_status_.ok()) return pg_status_;      \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::absl::Status pg_status_ = (expr);      \
+    if (!pg_status_.ok()) return pg_status_; \
   } while (false)
 
 #define ASSIGN_OR_RETURN(lhs, expr) \

@@ -1,5 +1,5 @@
-// SegmentResult as JSON with the API's field names (the reference app's image/masks[mask, coordinates]
-// plus ours). Used by the CLI; the gRPC service maps to proto instead.
+// SegmentResult as JSON with the API's field names (the reference app's image/masks[mask,
+// coordinates] plus ours). Used by the CLI; the gRPC service maps to proto instead.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -1,5 +1,6 @@
 #include "server/engine/segmenter.h"
 
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -7,8 +8,6 @@
 #include <cstring>
 #include <functional>
 #include <thread>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/clock.h"
@@ -80,9 +79,8 @@ absl::Status Segmenter::Validate(const SegmentRequest& request) const {
     return absl::InvalidArgumentError("prompt is empty");
   }
   if (request.prompt.size() > options_.max_prompt_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt is ", request.prompt.size(),
-                                                   " bytes, the limit is ",
-                                                   options_.max_prompt_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt is ", request.prompt.size(), " bytes, the limit is ", options_.max_prompt_bytes));
   }
   const int n = request.options.max_new_tokens;
   if (n < 1 || n > options_.max_new_tokens_limit) {
@@ -128,8 +126,8 @@ absl::StatusOr<SegmentResult> Segmenter::Segment(const SegmentRequest& request) 
 
   SegmentResult result;
   // Preprocess exactly as the reference app: PIL bicubic to the model size, rescale, normalise.
-  ASSIGN_OR_RETURN(image::Image original, image::DecodeImage(request.image_bytes,
-                                                             options_.image_limits));
+  ASSIGN_OR_RETURN(image::Image original,
+                   image::DecodeImage(request.image_bytes, options_.image_limits));
   result.original_width = original.width;
   result.original_height = original.height;
   const image::Image input = image::ResizeBicubic(original, m.image_size, m.image_size);
@@ -175,7 +173,7 @@ absl::StatusOr<SegmentResult> Segmenter::Segment(const SegmentRequest& request) 
   const auto t3 = Clock::now();
 
   ASSIGN_OR_RETURN(result.masks, MasksFromAnswer(result.text, original.width, original.height,
-                                                  request.options.include_full_masks));
+                                                 request.options.include_full_masks));
   const auto t4 = Clock::now();
 
   result.timings.preprocess_ms = Ms(t0, t1);
@@ -218,8 +216,7 @@ absl::StatusOr<std::vector<ObjectMask>> Segmenter::MasksFromAnswer(std::string_v
       const image::Image full =
           out.has_mask ? FullMask(mask64, out.box, width, height)
                        : image::Image{width, height, 1,
-                                      std::vector<uint8_t>(static_cast<size_t>(width) *
-                                                           height)};
+                                      std::vector<uint8_t>(static_cast<size_t>(width) * height)};
       ASSIGN_OR_RETURN(out.full_mask_png, image::EncodePng(full));
     }
     masks.push_back(std::move(out));

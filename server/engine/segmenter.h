@@ -1,5 +1,6 @@
-// The segmentation pipeline over one loaded bundle: image -> prompt tokens -> greedy answer -> boxes and
-// masks. The CLI, the gRPC service and the benchmark all call this, so the logic exists once.
+// The segmentation pipeline over one loaded bundle: image -> prompt tokens -> greedy answer ->
+// boxes and masks. The CLI, the gRPC service and the benchmark all call this, so the logic exists
+// once.
 #pragma once
 
 #include <memory>
@@ -17,7 +18,7 @@ namespace pg::engine {
 
 struct EngineOptions {
   model::LoadOptions load;
-  int threads = 0;                  // LibTorch intra-op threads; 0 = the machine's cores
+  int threads = 0;  // LibTorch intra-op threads; 0 = the machine's cores
   image::DecodeLimits image_limits;
   size_t max_prompt_bytes = 2048;
   int max_new_tokens_limit = 1024;
@@ -63,7 +64,8 @@ class Segmenter {
   std::unique_ptr<LruCache<SegmentResult>> response_cache_;
 };
 
-// Sets LibTorch's intra-op thread count (0 = hardware cores). LibTorch otherwise uses one thread here.
+// Sets LibTorch's intra-op thread count (0 = hardware cores). LibTorch otherwise uses one thread
+// here.
 void ConfigureThreads(int threads);
 
 // Call first thing in main(): if OMP_WAIT_POLICY is unset, sets it to PASSIVE and re-executes the

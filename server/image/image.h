@@ -1,5 +1,5 @@
-// Pixel buffers and the operations the model's preprocessing needs, kept free of LibTorch so they can be
-// tested (and fuzzed) on their own.
+// Pixel buffers and the operations the model's preprocessing needs, kept free of LibTorch so they
+// can be tested (and fuzzed) on their own.
 #pragma once
 
 #include <array>
@@ -25,13 +25,13 @@ struct DecodeLimits {
   int64_t max_pixels = 50'000'000;       // width * height after decoding (decompression bombs)
 };
 
-// Decodes JPEG/PNG/BMP/GIF (first frame) from memory into RGB the way transformers' load_image does:
-// EXIF orientation applied (JPEG), then PIL's convert("RGB") (grey replicated, palette expanded,
-// alpha dropped). Undecodable, empty, zero-sized or over-limit input is InvalidArgument.
+// Decodes JPEG/PNG/BMP/GIF (first frame) from memory into RGB the way transformers' load_image
+// does: EXIF orientation applied (JPEG), then PIL's convert("RGB") (grey replicated, palette
+// expanded, alpha dropped). Undecodable, empty, zero-sized or over-limit input is InvalidArgument.
 absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& limits = {});
 
-// PIL's Image.resize(size, Image.BICUBIC) for 1 or 3 channels: separable bicubic (a = -0.5) with the
-// filter widened when shrinking (antialias), rounding and clamping as PIL's 8-bit path does.
+// PIL's Image.resize(size, Image.BICUBIC) for 1 or 3 channels: separable bicubic (a = -0.5) with
+// the filter widened when shrinking (antialias), rounding and clamping as PIL's 8-bit path does.
 // Same size returns a copy.
 Image ResizeBicubic(const Image& src, int width, int height);
 

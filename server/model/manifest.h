@@ -54,11 +54,13 @@ struct Manifest {
   std::map<std::string, BundleFile> files;
 };
 
-// Reads and validates DIR/manifest.json. Missing fields or impossible values are errors naming the field.
+// Reads and validates DIR/manifest.json. Missing fields or impossible values are errors naming the
+// field.
 absl::StatusOr<Manifest> LoadManifest(const std::string& bundle_dir);
 
-// The parsing and validation half of LoadManifest, on the file's text (`source` names it in errors).
-// Never throws: any text is a Manifest or InvalidArgument (fuzzed by tests/fuzz/fuzz_manifest.cc).
+// The parsing and validation half of LoadManifest, on the file's text (`source` names it in
+// errors). Never throws: any text is a Manifest or InvalidArgument (fuzzed by
+// tests/fuzz/fuzz_manifest.cc).
 absl::StatusOr<Manifest> ParseManifest(std::string_view json_text, const std::string& source);
 
 }  // namespace pg::model

@@ -1,5 +1,6 @@
-// The Gemma BPE tokenizer, read from a Hugging Face tokenizer.json (we cannot use sentencepiece: Debian's
-// bundles an old protobuf that crashes next to gRPC). Encode/Decode match the `tokenizers` library.
+// The Gemma BPE tokenizer, read from a Hugging Face tokenizer.json (we cannot use sentencepiece:
+// Debian's bundles an old protobuf that crashes next to gRPC). Encode/Decode match the `tokenizers`
+// library.
 #pragma once
 
 #include <cstdint>
@@ -22,8 +23,9 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();
 
-  // tokenizers' encode(text, add_special_tokens=False): added tokens (<image>, <loc0123>, <seg045>, <bos>…)
-  // are matched first, the rest is normalised (' ' -> '▁') and BPE-merged with byte fallback.
+  // tokenizers' encode(text, add_special_tokens=False): added tokens (<image>, <loc0123>, <seg045>,
+  // <bos>…) are matched first, the rest is normalised (' ' -> '▁') and BPE-merged with byte
+  // fallback.
   std::vector<int32_t> Encode(std::string_view text) const;
 
   // tokenizers' decode(ids, skip_special_tokens). Out-of-range ids are skipped.
@@ -42,7 +44,8 @@ class Tokenizer {
 };
 
 // PaliGemma's text prefix: tokens of "<bos>" + prompt + "\n", encoded as ONE string exactly as
-// PaliGemmaProcessor does (so a prompt ending in "\n" merges into "\n\n"). Image tokens are not included.
+// PaliGemmaProcessor does (so a prompt ending in "\n" merges into "\n\n"). Image tokens are not
+// included.
 std::vector<int32_t> EncodePrompt(const Tokenizer& tokenizer, std::string_view prompt);
 
 }  // namespace pg::text

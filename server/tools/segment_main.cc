@@ -11,7 +11,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: paligemma-segment --bundle DIR --image FILE --prompt TEXT [--max-new-tokens N]\n"
-    "                         [--show-tokens] [--no-image] [--no-full-masks] [--dtype float32|bfloat16]\n"
+    "                         [--show-tokens] [--no-image] [--no-full-masks] [--dtype "
+    "float32|bfloat16]\n"
     "                         [--device cpu|cuda] [--threads N] [--suppress-eos]\n";
 
 int Fail(const std::string& message) {

@@ -1,5 +1,6 @@
-// libFuzzer target: ParseAnswer on arbitrary text. It "never fails": every object it returns must hold
-// in-range loc (0..1023) and seg (0..127) values, since the engine indexes the VAE codebook with them.
+// libFuzzer target: ParseAnswer on arbitrary text. It "never fails": every object it returns must
+// hold in-range loc (0..1023) and seg (0..127) values, since the engine indexes the VAE codebook
+// with them.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

@@ -1,7 +1,7 @@
-// libFuzzer target: the EXIF reader on its own, without the decoder in front of it (which refuses most
-// inputs before EXIF is read). The first byte picks the container: a bare TIFF structure, or the bytes
-// wrapped as a JPEG APP1 "Exif" segment or a PNG eXIf chunk; any orientation found is applied to a
-// small image to check ApplyOrientation's index arithmetic.
+// libFuzzer target: the EXIF reader on its own, without the decoder in front of it (which refuses
+// most inputs before EXIF is read). The first byte picks the container: a bare TIFF structure, or
+// the bytes wrapped as a JPEG APP1 "Exif" segment or a PNG eXIf chunk; any orientation found is
+// applied to a small image to check ApplyOrientation's index arithmetic.
 #include <cstddef>
 #include <cstdint>
 #include <string>

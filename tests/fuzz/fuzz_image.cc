@@ -1,8 +1,9 @@
-// libFuzzer target: DecodeImage on arbitrary bytes (magic sniffing, header limits, truncation checks,
-// stb_image's JPEG/PNG/BMP/GIF decoders, EXIF orientation), then the rest of the preprocessing the
-// server runs on a decoded upload (resize to the model's size, normalise, re-encode as PNG).
-// Limits are small so that a fuzzer-made 30000x30000 header is refused quickly, as the server's
-// limit refuses decompression bombs; DecodeImage must never crash, only return a status.
+// libFuzzer target: DecodeImage on arbitrary bytes (magic sniffing, header limits, truncation
+// checks, stb_image's JPEG/PNG/BMP/GIF decoders, EXIF orientation), then the rest of the
+// preprocessing the server runs on a decoded upload (resize to the model's size, normalise,
+// re-encode as PNG). Limits are small so that a fuzzer-made 30000x30000 header is refused quickly,
+// as the server's limit refuses decompression bombs; DecodeImage must never crash, only return a
+// status.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

@@ -1,10 +1,12 @@
 // libFuzzer target: the gRPC edge's request validation and the image_url SSRF policy.
 // The first byte picks the mode:
 //   0: the rest is a SegmentRequest in protobuf wire format (as a client would send it);
-//   1: the rest fills a SegmentRequest field by field (FuzzedDataProvider), so that the fuzzer reaches
+//   1: the rest fills a SegmentRequest field by field (FuzzedDataProvider), so that the fuzzer
+//   reaches
 //      the checks behind "prompt is not empty" and "exactly one image source" quickly;
 //   2: URL policy on text: CheckUrlSyntax, ParseCidr/ParseCidrList, IsPrivateAddress;
-//   3: URL policy on raw addresses: a fuzzed IPv4 address must be judged the same as its IPv4-mapped
+//   3: URL policy on raw addresses: a fuzzed IPv4 address must be judged the same as its
+//   IPv4-mapped
 //      (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) IPv6 forms, and CheckAddress must agree with
 //      IsPrivateAddress and the allow-list.
 // Invariants (a violation traps): a request that validates has a non-blank prompt within the limit,
@@ -95,7 +97,8 @@ void RawAddress(FuzzedDataProvider& in) {
 
   absl::StatusOr<std::vector<pg::service::Cidr>> allowed =
       pg::service::ParseCidrList(in.ConsumeRemainingBytesAsString());
-  const std::vector<pg::service::Cidr> allow = allowed.ok() ? *allowed : std::vector<pg::service::Cidr>{};
+  const std::vector<pg::service::Cidr> allow =
+      allowed.ok() ? *allowed : std::vector<pg::service::Cidr>{};
   for (const sockaddr* addr : {reinterpret_cast<const sockaddr*>(&v4), addr6}) {
     const bool is_private = addr == addr6 ? private6 : private4;
     if (!pg::service::CheckAddress(addr, /*allow_private=*/true, allow).ok()) __builtin_trap();

@@ -1,8 +1,10 @@
-// libFuzzer target: the Gemma tokenizer of the tiny fixture (tokenizer.json, 12.6 MB, loaded once in
-// LLVMFuzzerInitialize). The first byte picks the operation:
-//   even: Encode / EncodePrompt of the remaining bytes (arbitrary, often invalid UTF-8), then Decode of
+// libFuzzer target: the Gemma tokenizer of the tiny fixture (tokenizer.json, 12.6 MB, loaded once
+// in LLVMFuzzerInitialize). The first byte picks the operation:
+//   even: Encode / EncodePrompt of the remaining bytes (arbitrary, often invalid UTF-8), then
+//   Decode of
 //         the ids it produced (ids from Encode must all be valid);
-//   odd:  Decode of the remaining bytes read as little-endian int32 ids (negative and out-of-range ids
+//   odd:  Decode of the remaining bytes read as little-endian int32 ids (negative and out-of-range
+//   ids
 //         included), with and without skip_special_tokens, plus IdToToken / IsSpecial on each.
 #include <cstddef>
 #include <cstdint>
@@ -22,8 +24,7 @@ std::optional<pg::text::Tokenizer>* g_tokenizer = nullptr;
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   const char* env = std::getenv("PG_FUZZ_TOKENIZER");
-  const std::string path =
-      env != nullptr ? env : PG_FIXTURES_DIR "/paligemma2-tiny/tokenizer.json";
+  const std::string path = env != nullptr ? env : PG_FIXTURES_DIR "/paligemma2-tiny/tokenizer.json";
   auto tokenizer = pg::text::Tokenizer::FromFile(path);
   if (!tokenizer.ok()) {
     std::fprintf(stderr, "fuzz_tokenizer: cannot load %s: %s\n", path.c_str(),

@@ -1,6 +1,6 @@
-// libFuzzer target: the header reader of a bundle's <module>.safetensors (ParseWeightsHeader). Any bytes
-// must give entries or an error status; entries that parse must lie inside the file and not overlap,
-// since the engine makes tensors that view the mapped file at those offsets.
+// libFuzzer target: the header reader of a bundle's <module>.safetensors (ParseWeightsHeader). Any
+// bytes must give entries or an error status; entries that parse must lie inside the file and not
+// overlap, since the engine makes tensors that view the mapped file at those offsets.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

@@ -1,10 +1,10 @@
-// The whole pipeline on the tiny bundle: image bytes + prompt in, the API's fields out; and the CLI.
+// The whole pipeline on the tiny bundle: image bytes + prompt in, the API's fields out; and the
+// CLI.
 #include <torch/script.h>
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <memory>
-
-#include <catch2/catch.hpp>
 
 #include "server/engine/masks.h"
 #include "server/engine/segmenter.h"
@@ -13,8 +13,8 @@
 
 namespace {
 
-using pg::engine::SegmentRequest;
 using pg::engine::Segmenter;
+using pg::engine::SegmentRequest;
 using pg::testing::Fixture;
 
 const Segmenter& Engine() {
@@ -76,7 +76,8 @@ CATCH_TEST_CASE("the same request twice gives the same answer", "[engine]") {
 
 CATCH_TEST_CASE("answers become boxes and masks, a box without seg tokens included", "[engine]") {
   std::string answer = "<loc0100><loc0200><loc0700><loc1023>";
-  for (int i = 0; i < 16; ++i) answer += "<seg0" + std::string(i < 10 ? "0" : "") + std::to_string(i) + ">";
+  for (int i = 0; i < 16; ++i)
+    answer += "<seg0" + std::string(i < 10 ? "0" : "") + std::to_string(i) + ">";
   answer += " cat ; <loc0000><loc0000><loc0512><loc0512> dog";
   auto masks = Engine().MasksFromAnswer(answer, 640, 480, /*full_masks=*/true);
   CATCH_REQUIRE(masks.ok());

@@ -1,5 +1,6 @@
 // ParseManifest (LibTorch-free): the valid tiny manifest parses, and every input that
-// tests/fuzz/fuzz_manifest found crashing or slipping through is an InvalidArgument naming the field.
+// tests/fuzz/fuzz_manifest found crashing or slipping through is an InvalidArgument naming the
+// field.
 #include "server/model/manifest.h"
 
 #include <catch2/catch.hpp>
@@ -10,15 +11,15 @@
 namespace {
 
 std::string Regression(const std::string& name) {
-  return pg::testing::ReadFile(std::string(PG_SOURCE_DIR) + "/tests/fuzz/regressions/fuzz_manifest/" +
-                               name);
+  return pg::testing::ReadFile(std::string(PG_SOURCE_DIR) +
+                               "/tests/fuzz/regressions/fuzz_manifest/" + name);
 }
 
 }  // namespace
 
 CATCH_TEST_CASE("ParseManifest accepts the tiny bundle's manifest") {
-  const std::string text =
-      pg::testing::ReadFile(std::string(PG_SOURCE_DIR) + "/tests/fuzz/corpus/fuzz_manifest/tiny.json");
+  const std::string text = pg::testing::ReadFile(std::string(PG_SOURCE_DIR) +
+                                                 "/tests/fuzz/corpus/fuzz_manifest/tiny.json");
   auto m = pg::model::ParseManifest(text, "tiny.json");
   CATCH_REQUIRE(m.ok());
   CATCH_CHECK(m->num_layers == 2);
@@ -33,8 +34,8 @@ CATCH_TEST_CASE("ParseManifest refuses the fuzzer's findings with InvalidArgumen
   } cases[] = {
       {"files-sha256-not-string.json", "files entry 'vision.pt' has the wrong type"},  // threw
       {"files-bytes-not-integer.json", "files entry 'vision.pt' has the wrong type"},  // threw
-      {"num-layers-1e30.json", "'text.num_layers' has the wrong type"},                 // UB
-      {"num-layers-2pow32-plus-1.json", "'text.num_layers' is out of range"},  // became 1
+      {"num-layers-1e30.json", "'text.num_layers' has the wrong type"},                // UB
+      {"num-layers-2pow32-plus-1.json", "'text.num_layers' is out of range"},          // became 1
       {"mean-1e300.json", "'image.mean' is out of range"},                             // UB
       {"token-id-negative.json", "'tokens.bos' (-5) is not a token id"},
   };

@@ -1,17 +1,17 @@
 // Box and mask arithmetic of the reference app, checked by hand-computed values.
-#include <catch2/catch.hpp>
-
 #include "server/engine/masks.h"
+
+#include <catch2/catch.hpp>
 
 using namespace pg::engine;
 
 CATCH_TEST_CASE("mask logits map to grey like the reference app", "[masks]") {
   std::array<float, 64 * 64> logits{};
-  logits[0] = -3.0f;     // clipped to 0
-  logits[1] = 0.0f;      // 0.5 * 255 = 127.5 -> 127 (truncation, as astype(uint8))
-  logits[2] = 1.0f;      // 255
-  logits[3] = 7.0f;      // clipped to 255
-  logits[4] = 0.5f;      // 0.75 * 255 = 191.25 -> 191
+  logits[0] = -3.0f;  // clipped to 0
+  logits[1] = 0.0f;   // 0.5 * 255 = 127.5 -> 127 (truncation, as astype(uint8))
+  logits[2] = 1.0f;   // 255
+  logits[3] = 7.0f;   // clipped to 255
+  logits[4] = 0.5f;   // 0.75 * 255 = 191.25 -> 191
   auto img = MaskImage64(logits);
   CATCH_REQUIRE(img.width == 64);
   CATCH_REQUIRE(img.channels == 1);

@@ -3,11 +3,10 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace pg::testing {
 
@@ -15,7 +14,8 @@ inline std::string Fixture(const std::string& relative) {
   return std::string(PG_FIXTURES_DIR) + "/" + relative;
 }
 
-// The tiny bundle exported by the `export_tiny_bundle` ctest fixture (or PG_TINY_BUNDLE when run by hand).
+// The tiny bundle exported by the `export_tiny_bundle` ctest fixture (or PG_TINY_BUNDLE when run by
+// hand).
 inline std::string TinyBundle() {
   if (const char* dir = std::getenv("PG_TINY_BUNDLE")) return dir;
   if (const char* build = std::getenv("PG_BUILD_DIR")) return std::string(build) + "/tiny-bundle";
@@ -30,6 +30,8 @@ inline std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
-inline nlohmann::json ReadJson(const std::string& path) { return nlohmann::json::parse(ReadFile(path)); }
+inline nlohmann::json ReadJson(const std::string& path) {
+  return nlohmann::json::parse(ReadFile(path));
+}
 
 }  // namespace pg::testing

@@ -4,9 +4,9 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <iostream>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -72,11 +72,13 @@ CATCH_TEST_CASE("tokenizer loads the fixture with the PaliGemma special ids") {
   auto loaded = Tokenizer::FromFile(kTokenizerPath);
   const double seconds = SecondsSince(t0);
   CATCH_REQUIRE(loaded.ok());
-  // Timing is reported, not asserted: performance lives in the benchmark (a loaded CI machine varies 5x).
+  // Timing is reported, not asserted: performance lives in the benchmark (a loaded CI machine
+  // varies 5x).
   std::cout << "tokenizer.json loaded in " << seconds << " s\n";
   const Tokenizer& tok = *loaded;
   CATCH_CHECK(tok.vocab_size() == 257153);
-  const nlohmann::json golden = Golden();  // not Golden()[..] in the range-for: the temporary would die first
+  const nlohmann::json golden =
+      Golden();  // not Golden()[..] in the range-for: the temporary would die first
   for (const auto& [token, id] : golden["special_ids"].items()) {
     CATCH_CAPTURE(token);
     CATCH_CHECK(tok.TokenToId(token) == std::optional<int32_t>(id.get<int32_t>()));
