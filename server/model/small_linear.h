@@ -7,8 +7,9 @@ namespace pg::model {
 // Decode steps multiply one row per running sequence by every weight matrix. CPU BLAS handles those
 // few rows badly: gemm repacks the whole weight on each call, and separate gemv calls read the
 // weight once per row. SmallLinear reads each weight row once for all rows of x, with float32 sums.
-// On the 3B model's shapes here (docs/performance.md) a float32 row ran at gemv's speed and 8 rows
-// at 1.5-5x LibTorch's gemm; in bfloat16 (vdpbf16ps) it beat LibTorch for 1-2 rows only.
+// On the 3B model's shapes here (docs/performance.md) one float32 row ran at ~0.9x gemv's speed and
+// 8 rows at ~3x LibTorch's gemm; in bfloat16 (vdpbf16ps) it ties or beats LibTorch for 1-2 rows
+// only.
 inline constexpr int64_t kSmallLinearMaxRows = 16;
 inline constexpr int64_t kSmallLinearMaxRowsBf16 = 2;
 
