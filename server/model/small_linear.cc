@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -14,6 +15,16 @@
 
 namespace pg::model {
 namespace {
+
+// Which of LibTorch's intra-op threads ran a share of a product (bit i: thread i, 63 and above
+// share bit 63). A build without OpenMP runs at::parallel_for serially without a word
+// (server/model/CMakeLists.txt), and only this makes that visible to a test.
+std::atomic<uint64_t> g_threads_seen{0};
+
+void NoteThread() {
+  const int t = std::min(at::get_thread_num(), 63);
+  g_threads_seen.fetch_or(uint64_t{1} << t, std::memory_order_relaxed);
+}
 
 #if defined(__x86_64__)
 // Compiled for AVX-512 whatever the build's -march; used only after a runtime CPU check, so the
@@ -145,6 +156,7 @@ void Run(const T* x, int64_t M, int64_t K, const T* w, int64_t N, float* y) {
   // At least ~64 KB of weights per task, so splitting never costs more than it saves.
   const int64_t grain = std::max<int64_t>(1, (64 << 10) / (kR * K * int64_t{sizeof(T)}));
   at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
+    NoteThread();
     for (int64_t g = begin; g < end; ++g) {
       const int64_t n = g * kR;
       switch (std::min<int64_t>(kR, N - n)) {
@@ -249,5 +261,10 @@ at::Tensor SmallLinear(const at::Tensor& x, const at::Tensor& weight,
 }
 
 void EnsureOpsRegistered() {}
+
+int SmallLinearThreadsSeen(bool reset) {
+  const uint64_t seen = reset ? g_threads_seen.exchange(0) : g_threads_seen.load();
+  return __builtin_popcountll(seen);
+}
 
 }  // namespace pg::model

@@ -23,6 +23,10 @@ at::Tensor SmallLinear(const at::Tensor& x, const at::Tensor& weight,
 // Whether SmallLinear would use its own kernel for these arguments (tests and benchmarks).
 bool SmallLinearApplies(const at::Tensor& x, const at::Tensor& weight);
 
+// How many distinct intra-op threads have run a share of SmallLinear's kernel since the last reset
+// (tests: a build whose at::parallel_for is serial would show 1).
+int SmallLinearThreadsSeen(bool reset = false);
+
 // The TorchScript operator pg::linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor that
 // exported modules (bundle format 3) call for every linear layer. It is registered when this file's
 // object is linked; calling this makes sure it is (static libraries drop objects nothing refers

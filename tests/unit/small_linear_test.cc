@@ -89,9 +89,13 @@ CATCH_TEST_CASE("SmallLinear keeps leading dimensions and splits wide weights ac
   // tail.
   auto x = at::randn({4, 1, 2304});
   auto w = at::randn({4099, 2304});
+  pg::model::SmallLinearThreadsSeen(/*reset=*/true);
   auto y = SmallLinear(x, w, c10::nullopt);
   CATCH_REQUIRE(y.sizes() == at::IntArrayRef({4, 1, 4099}));
   CATCH_REQUIRE(WorstError(y.view({4, 4099}), x.view({4, 2304}), w, c10::nullopt) <= 1.0);
+  // Both threads took a share: LibTorch's at::parallel_for is inline OpenMP, serial unless this
+  // library is built with -fopenmp.
+  if (KernelExpected(at::kFloat, 4)) CATCH_REQUIRE(pg::model::SmallLinearThreadsSeen() == 2);
 }
 
 CATCH_TEST_CASE("SmallLinear accumulates bfloat16 weights in float32", "[small_linear]") {
