@@ -179,6 +179,15 @@ auto Guarded(const char* what, F&& f) -> absl::StatusOr<decltype(f())> {
 
 }  // namespace
 
+absl::StatusOr<LoadOptions> CheckLoadOptions(LoadOptions options) {
+  ASSIGN_OR_RETURN(const torch::ScalarType dtype, ParseDtype(options.dtype));
+  RETURN_IF_ERROR(ParseDevice(options.device).status());
+  options.dtype = dtype == torch::kFloat32    ? "float32"
+                  : dtype == torch::kBFloat16 ? "bfloat16"
+                                              : "float16";
+  return options;
+}
+
 absl::StatusOr<std::unique_ptr<PaliGemma>> PaliGemma::Load(const std::string& bundle_dir,
                                                            const LoadOptions& options) {
   EnsureOpsRegistered();  // format 3 archives call pg::linear

@@ -26,6 +26,11 @@ struct LoadOptions {
   bool freeze = false;
 };
 
+// Checks options.device and options.dtype before any load (the server validates its flags with it,
+// so a typo fails at start rather than at the first request) and canonicalises the dtype's short
+// names (fp32, bf16, fp16) to float32, bfloat16, float16, the names the exporter knows.
+absl::StatusOr<LoadOptions> CheckLoadOptions(LoadOptions options);
+
 // Where a load's time went (the benchmark compares the total with the time to read the bundle).
 struct LoadTimings {
   double deserialize_ms = 0;  // torch::jit::load: the archives' records into memory

@@ -156,9 +156,13 @@ int main(int argc, char** argv) {
   if (absl::Status s = pg::registry::ValidateModelId(ro.default_model); !s.ok()) {
     return Fail("--default_model: " + std::string(s.message()));
   }
-  ro.engine.load.device = flags.Get("device");
-  ro.engine.load.dtype = flags.Get("dtype");
-  ro.engine.load.freeze = flags.GetBool("freeze");
+  pg::model::LoadOptions load;
+  load.device = flags.Get("device");
+  load.dtype = flags.Get("dtype");
+  load.freeze = flags.GetBool("freeze");
+  auto checked = pg::model::CheckLoadOptions(load);
+  if (!checked.ok()) return Fail(absl::StrCat("--device/--dtype: ", checked.status().message()));
+  ro.engine.load = *checked;
   ro.engine.threads = static_cast<int>(ints["threads"]);
   ro.engine.image_limits.max_bytes = ints["max_image_bytes"];
   ro.engine.max_prompt_bytes = ints["max_prompt_bytes"];
@@ -175,12 +179,7 @@ int main(int argc, char** argv) {
   ro.vae_url = flags.Get("vae_url");
   ro.exporter.python = flags.Get("python");
   ro.exporter.module_dir = flags.Get("exporter_dir");
-  // The exporter knows the full names only; the server also accepts fp32/bf16/fp16.
-  const std::string dtype = ro.engine.load.dtype;
-  ro.exporter.dtype = dtype == "fp32"   ? "float32"
-                      : dtype == "bf16" ? "bfloat16"
-                      : dtype == "fp16" ? "float16"
-                                        : dtype;
+  ro.exporter.dtype = ro.engine.load.dtype;  // canonical: the exporter knows the full names only
   pg::registry::ModelRegistry registry(ro);
 
   pg::service::RequestLimits limits;
