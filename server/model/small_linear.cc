@@ -230,7 +230,7 @@ bool SmallLinearApplies(const at::Tensor& x, const at::Tensor& weight) {
     case at::kFloat:
       return CpuHasAvx512() && rows >= 1 && rows <= kSmallLinearMaxRows;
     case at::kBFloat16:
-      return CpuHasAvx512Bf16() && rows >= 1 && rows <= kSmallLinearMaxRowsBf16;
+      return CpuHasAvx512Bf16() && rows >= 1 && rows <= kSmallLinearMaxRows;
     default:
       return false;
   }
