@@ -94,7 +94,9 @@ CATCH_TEST_CASE("SmallLinear keeps leading dimensions and splits wide weights ac
   CATCH_REQUIRE(WorstError(y.view({4, 4099}), x.view({4, 2304}), w, c10::nullopt) <= 1.0);
   // Both threads took a share: LibTorch's at::parallel_for is inline OpenMP, serial unless this
   // library is built with -fopenmp.
+#if !PG_CUDA_BUILD
   if (KernelExpected(at::kFloat, 4)) CATCH_REQUIRE(pg::model::SmallLinearThreadsSeen() == 2);
+#endif
 }
 
 CATCH_TEST_CASE("SmallLinear accumulates bfloat16 weights in float32", "[small_linear]") {
