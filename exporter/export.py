@@ -173,12 +173,14 @@ def save_module(module, path: str, source_of: Callable[[str], str], get: Callabl
     module.eval()
     weights_path = path[: -len(".pt")] + ".safetensors"
     params = list(module.named_parameters())
+    by_name = dict(params)
 
-    def fetch(pname, param):
+    def fetch(pname):
+        param = by_name[pname]
         return _checked_source(param, source_of(pname), get, display).to(param.dtype)
 
     try:
-        write_streaming(params, weights_path, fetch, after_each)
+        write_streaming([(n, p.dtype, tuple(p.shape)) for n, p in params], weights_path, fetch, after_each)
     except OSError as e:
         raise ExportError(f"writing {weights_path} failed: {e.strerror or e}")
     with torch.no_grad():
@@ -186,7 +188,7 @@ def save_module(module, path: str, source_of: Callable[[str], str], get: Callabl
             # One stored element, broadcast (stride 0) to the real shape: the archive stays small and the
             # engine can check every tensor of the weights file against the shape the module expects.
             p.data = torch.zeros((), dtype=p.dtype).expand(p.shape)
-    del params
+    del params, by_name
     scripted = torch.jit.script(module)
     try:
         torch.jit.save(scripted, path)

@@ -12,7 +12,6 @@ not the checkpoint."""
 import json
 import os
 import shutil
-import struct
 from typing import Dict, List, Tuple
 
 from .errors import ExportError
@@ -89,23 +88,11 @@ def _fill(shape, kind, gen):
 
 
 def _write_shard(path: str, names: List[Tuple[str, Tuple[int, ...], str]], gen):
-    header = {}
-    offset = 0
-    for name, shape, _ in names:
-        size = 2 * _numel(shape)
-        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    header["__metadata__"] = {"format": "pt"}
-    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hb += b" " * ((8 - len(hb) % 8) % 8)
     import torch
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for name, shape, kind in names:
-            t = _fill(shape, kind, gen)
-            f.write(memoryview(t.view(torch.int16).numpy()).cast("B"))
-            del t
+    from .safetensors_io import write_streaming
+    kinds = {name: (shape, kind) for name, shape, kind in names}
+    write_streaming([(name, torch.bfloat16, shape) for name, shape, _ in names], path,
+                    lambda name: _fill(*kinds[name], gen), align=8, metadata={"format": "pt"})
 
 
 def make_random(config_path: str, out: str, seed: int = 0, shard_bytes: int = 2 << 30, image_size: int = 0,

@@ -1,4 +1,4 @@
-"""A pure-Python safetensors reader (mmap, tensor by tensor) and a small writer (used by the tests).
+"""A pure-Python safetensors reader (mmap, tensor by tensor) and a streaming writer (bundles, --make-random, tests).
 
 Format: 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}} (plus an
 optional "__metadata__"), then the raw little-endian tensor bytes. Tensors are read lazily from a private
@@ -112,51 +112,36 @@ class SafetensorsFile:
 
 def save_file(tensors, path, metadata=None):
     """Write {name: tensor} as a .safetensors file (used by tests to make single-file / fp16 variants)."""
+    specs = [(name, tensors[name].dtype, tuple(tensors[name].shape)) for name in sorted(tensors)]
+    write_streaming(specs, path, lambda name: tensors[name], align=8, metadata=metadata)
+
+
+def write_streaming(specs, path, fetch, after_each=None, align=64, metadata=None):
+    """Write [(name, dtype, shape)] as .safetensors, one tensor at a time: the header comes from the specs, then
+    each tensor's bytes from fetch(name) (a tensor of that dtype and shape), so the set is never held in memory
+    at once. The header (with `metadata` as "__metadata__" if given) is padded with spaces so the data starts on
+    an `align`-byte boundary of the file (the engine maps bundle weights and uses the bytes in place); tensors
+    follow in the given order, without holes."""
     header = {}
-    blobs = []
     offset = 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        if t.dtype not in _NAMES:
-            raise ValueError(f"unsupported dtype {t.dtype}")
-        raw = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
-        data = raw.numpy().tobytes()
-        header[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
+    for name, dtype, shape in specs:
+        if dtype not in _NAMES:
+            raise ValueError(f"unsupported dtype {dtype}")
+        n = _DTYPES[_NAMES[dtype]][2]
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": _NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
     if metadata:
         header["__metadata__"] = metadata
-    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hb += b" " * ((8 - len(hb) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-
-
-def write_streaming(params, path, fetch, after_each=None, align=64):
-    """Write [(name, parameter)] as .safetensors, one tensor at a time: the header comes from the parameters'
-    shapes and dtypes, then each tensor's bytes from fetch(name, parameter) (a tensor of that shape and dtype),
-    so the set is never held in memory at once. The header is padded with spaces so the data starts on an
-    `align`-byte boundary of the file (the engine maps the file and uses the bytes in place); tensors follow
-    in the given order, without holes."""
-    header = {}
-    offset = 0
-    for name, p in params:
-        if p.dtype not in _NAMES:
-            raise ValueError(f"unsupported dtype {p.dtype}")
-        n = p.numel() * p.element_size()
-        header[name] = {"dtype": _NAMES[p.dtype], "shape": list(p.shape), "data_offsets": [offset, offset + n]}
-        offset += n
     hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
     hb += b" " * ((align - (8 + len(hb)) % align) % align)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(hb)))
         f.write(hb)
-        for name, p in params:
-            t = fetch(name, p).detach().contiguous().cpu()
-            if t.dtype != p.dtype or tuple(t.shape) != tuple(p.shape):
+        for name, dtype, shape in specs:
+            t = fetch(name).detach().contiguous().cpu()
+            if t.dtype != dtype or tuple(t.shape) != tuple(shape):
                 raise ValueError(f"tensor {name} came as {t.dtype} {list(t.shape)}")
             raw = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
             if raw.numel():
