@@ -56,8 +56,8 @@ absl::Status AttachWeights(torch::jit::script::Module& module, const std::string
                            const std::string& display, const torch::Device& device,
                            torch::ScalarType dtype, LoadTimings* timings) {
   ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
-  const std::string head(file->data(), std::min<uint64_t>(file->size(), 8 + (64ull << 20)));
-  ASSIGN_OR_RETURN(auto entries, ParseWeightsHeader(head, file->size(), display));
+  ASSIGN_OR_RETURN(auto entries, ParseWeightsHeader(std::string_view(file->data(), file->size()),
+                                                    file->size(), display));
   std::map<std::string, const WeightEntry*> by_name;
   for (const auto& e : entries) by_name[e.name] = &e;
   for (const auto& p : module.named_parameters(/*recurse=*/true)) {

@@ -30,7 +30,7 @@ int64_t ElementSize(const std::string& dtype) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<WeightEntry>> ParseWeightsHeader(const std::string& file_head,
+absl::StatusOr<std::vector<WeightEntry>> ParseWeightsHeader(std::string_view file_head,
                                                             uint64_t file_size,
                                                             const std::string& display_name) {
   auto bad = [&](const std::string& why) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,7 +24,7 @@ struct WeightEntry {
 // Parses a safetensors header: `file_head` holds at least the first 8 + header-length bytes of a
 // file of `file_size` bytes. Every tensor must lie inside the file, match its dtype and shape in
 // size, and not overlap another; names must be unique.
-absl::StatusOr<std::vector<WeightEntry>> ParseWeightsHeader(const std::string& file_head,
+absl::StatusOr<std::vector<WeightEntry>> ParseWeightsHeader(std::string_view file_head,
                                                             uint64_t file_size,
                                                             const std::string& display_name);
 
