@@ -80,8 +80,7 @@ std::vector<pg::tools::FlagSpec> Specs() {
        "requests waiting for a decode slot per model; more get RESOURCE_EXHAUSTED"},
       {"max_batch", "MAX_BATCH", "8", false,
        "sequences decoded together per model (continuous batching; KV-cache slots; up to 64, "
-       "batched "
-       "answers are bit-identical to solo ones on AVX-512 CPUs)"},
+       "batched answers are bit-identical to solo ones on AVX-512 CPUs)"},
       {"max_context", "MAX_CONTEXT", "0", false,
        "positions per KV-cache slot; 0 = image tokens + 512 + max_new_tokens_limit"},
       {"vision_cache_mb", "VISION_CACHE_MB", "256", false,
