@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -84,8 +83,8 @@ PG_AVX512 void Block(const float* x, int64_t K, const float* w, float* y, int64_
 // them into 16 float32 sums in one instruction, with no widening of the weights first.
 #define PG_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,fma,avx512bf16")))
 template <int MB, int R>
-PG_AVX512BF16 void BlockDp(const c10::BFloat16* x, int64_t K, const c10::BFloat16* w, float* y,
-                           int64_t ldy) {
+PG_AVX512BF16 void Block(const c10::BFloat16* x, int64_t K, const c10::BFloat16* w, float* y,
+                         int64_t ldy) {
   __m512 acc[MB][R];
 #pragma GCC unroll 16
   for (int j = 0; j < MB; ++j) {
@@ -115,15 +114,6 @@ PG_AVX512BF16 void BlockDp(const c10::BFloat16* x, int64_t K, const c10::BFloat1
   }
 }
 
-template <int MB, int R, typename T>
-PG_AVX512BF16 void AnyBlock(const T* x, int64_t K, const T* w, float* y, int64_t ldy) {
-  if constexpr (std::is_same_v<T, c10::BFloat16>) {
-    BlockDp<MB, R>(x, K, w, y, ldy);
-  } else {
-    Block<MB, R>(x, K, w, y, ldy);
-  }
-}
-
 // All M rows of x against R rows of w, 4 rows of x at a time: 4 x 4 sums fill half the vector
 // registers, and 4 rows of x (36 KB for K = 2304) stay in L1 while the weights stream past. (8 rows
 // x 2 weight rows measured 30-50 % slower: x then came from L2.)
@@ -134,16 +124,16 @@ PG_AVX512BF16 void Rows(const T* x, int64_t M, int64_t K, const T* w, float* y, 
     float* yj = y + j0 * ldy;
     switch (std::min<int64_t>(4, M - j0)) {
       case 1:
-        AnyBlock<1, R>(xj, K, w, yj, ldy);
+        Block<1, R>(xj, K, w, yj, ldy);
         break;
       case 2:
-        AnyBlock<2, R>(xj, K, w, yj, ldy);
+        Block<2, R>(xj, K, w, yj, ldy);
         break;
       case 3:
-        AnyBlock<3, R>(xj, K, w, yj, ldy);
+        Block<3, R>(xj, K, w, yj, ldy);
         break;
       default:
-        AnyBlock<4, R>(xj, K, w, yj, ldy);
+        Block<4, R>(xj, K, w, yj, ldy);
         break;
     }
   }
