@@ -131,35 +131,43 @@ CATCH_TEST_CASE("a full scheduler answers ResourceExhausted and stopping frees t
   so.max_len = 256;
   auto scheduler = Scheduler::Create(&Model(), so);
   CATCH_REQUIRE(scheduler.ok());
-  std::atomic<bool> release{false};
+  const auto features = GoldenFeatures();
+  const auto prefix = GoldenPrefix();
+  std::atomic<bool> refusal_checked{false};
   std::atomic<int> polls{0};
   absl::StatusOr<pg::model::Generation> first = absl::UnknownError("not run");
   std::thread runner([&] {
     GenerateOptions o;
     o.max_new_tokens = 200;
     o.suppress_eos = true;
+    // The scheduler polls a queued request once (under its lock) and a running one between
+    // decode steps (outside it). Holding the loop at the second poll keeps the slot busy until
+    // the refusal is checked: a fast machine could otherwise finish all 200 tiny tokens first.
     o.should_stop = [&] {
-      ++polls;
-      return release.load();
+      if (++polls < 2) return false;
+      for (int i = 0; i < 10000 && !refusal_checked.load(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      return true;
     };
-    first = (*scheduler)->Generate({GoldenFeatures(), GoldenPrefix()}, o);
+    first = (*scheduler)->Generate({features, prefix}, o);
   });
   while (polls.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   GenerateOptions o;
   o.max_new_tokens = 4;
-  auto refused = (*scheduler)->Generate({GoldenFeatures(), GoldenPrefix()}, o);
+  auto refused = (*scheduler)->Generate({features, prefix}, o);
   CATCH_CHECK(refused.status().code() == absl::StatusCode::kResourceExhausted);
-  release = true;
+  refusal_checked = true;
   runner.join();
   CATCH_REQUIRE(first.ok());
   CATCH_CHECK(first->stopped_early);
   CATCH_CHECK(first->tokens.size() < 200);
   // The slot is free again.
-  auto again = (*scheduler)->Generate({GoldenFeatures(), GoldenPrefix()}, o);
+  auto again = (*scheduler)->Generate({features, prefix}, o);
   CATCH_CHECK(again.ok());
   // Too long for a slot: a clear InvalidArgument, not a crash.
   o.max_new_tokens = 1000;
-  CATCH_CHECK((*scheduler)->Generate({GoldenFeatures(), GoldenPrefix()}, o).status().code() ==
+  CATCH_CHECK((*scheduler)->Generate({features, prefix}, o).status().code() ==
               absl::StatusCode::kInvalidArgument);
   CATCH_CHECK((*scheduler)->stats().rejected == 1);
 }
