@@ -164,11 +164,10 @@ absl::StatusOr<Manifest> ParseManifest(std::string_view json_text, const std::st
     }
   }
 
-  // 1: weights inside the TorchScript archives; 2: in <module>.safetensors beside them; 3: as 2,
-  // with linear layers calling pg::linear (server/model/small_linear.h).
-  if (m.format_version < 1 || m.format_version > 3) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest.json: unsupported format_version ",
-                                                   m.format_version, " (expected 1, 2 or 3)"));
+  if (m.format_version < kMinFormatVersion || m.format_version > kMaxFormatVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest.json: unsupported format_version ", m.format_version,
+                     " (this server loads ", kMinFormatVersion, " to ", kMaxFormatVersion, ")"));
   }
   for (auto [name, value] : {std::pair<const char*, int>{"image.size", m.image_size},
                              {"image.patch_size", m.patch_size},

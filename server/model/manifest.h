@@ -11,6 +11,12 @@
 
 namespace pg::model {
 
+// Bundle formats this server loads. 1: weights inside the TorchScript archives; 2: in
+// <module>.safetensors beside them; 3: as 2, with linear layers calling pg::linear
+// (server/model/small_linear.h).
+inline constexpr int kMinFormatVersion = 1;
+inline constexpr int kMaxFormatVersion = 3;
+
 struct BundleFile {
   std::string sha256;
   int64_t bytes = 0;

@@ -1,6 +1,6 @@
 // libFuzzer target: the bundle's manifest.json reader (ParseManifest, the text half of
 // LoadManifest). Any text must give a Manifest or an error status; a Manifest that parses must
-// satisfy the checks LoadManifest promises (format_version 1 or 2, positive shapes), since the
+// satisfy the checks LoadManifest promises (a supported format_version, positive shapes), since the
 // model loader sizes tensors and the KV cache from them.
 #include <cstddef>
 #include <cstdint>
@@ -12,7 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   absl::StatusOr<pg::model::Manifest> m = pg::model::ParseManifest(text, "fuzz/manifest.json");
   if (!m.ok()) return 0;
-  if ((m->format_version != 1 && m->format_version != 2) || m->image_size <= 0 ||
+  if (m->format_version < pg::model::kMinFormatVersion ||
+      m->format_version > pg::model::kMaxFormatVersion || m->image_size <= 0 ||
       m->patch_size <= 0 || m->num_image_tokens <= 0 || m->vocab_size <= 0 || m->num_layers <= 0 ||
       m->head_dim <= 0) {
     __builtin_trap();

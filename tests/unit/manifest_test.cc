@@ -27,6 +27,29 @@ CATCH_TEST_CASE("ParseManifest accepts the tiny bundle's manifest") {
   CATCH_CHECK(m->files.at("vae.pt").bytes == 4771471);
 }
 
+CATCH_TEST_CASE("ParseManifest takes every format version this server loads, and no other") {
+  const std::string tiny = pg::testing::ReadFile(std::string(PG_SOURCE_DIR) +
+                                                 "/tests/fuzz/corpus/fuzz_manifest/tiny.json");
+  const std::string key = "\"format_version\":1";
+  const size_t at = tiny.find(key);
+  CATCH_REQUIRE(at != std::string::npos);
+  for (int version = 0; version <= 5; ++version) {
+    std::string text = tiny;
+    text.replace(at, key.size(), "\"format_version\":" + std::to_string(version));
+    auto m = pg::model::ParseManifest(text, "tiny.json");
+    CATCH_INFO("format_version " << version);
+    if (version >= 1 && version <= 3) {
+      CATCH_REQUIRE(m.ok());
+      CATCH_CHECK(m->format_version == version);
+    } else {
+      CATCH_REQUIRE_FALSE(m.ok());
+      CATCH_CHECK(m.status().code() == absl::StatusCode::kInvalidArgument);
+      CATCH_CHECK_THAT(std::string(m.status().message()),
+                       Catch::Contains("unsupported format_version " + std::to_string(version)));
+    }
+  }
+}
+
 CATCH_TEST_CASE("ParseManifest refuses the fuzzer's findings with InvalidArgument") {
   const struct {
     const char* file;
