@@ -15,11 +15,15 @@ std::string Regression(const std::string& name) {
                                "/tests/fuzz/regressions/fuzz_manifest/" + name);
 }
 
+std::string TinyManifestText() {
+  return pg::testing::ReadFile(std::string(PG_SOURCE_DIR) +
+                               "/tests/fuzz/corpus/fuzz_manifest/tiny.json");
+}
+
 }  // namespace
 
 CATCH_TEST_CASE("ParseManifest accepts the tiny bundle's manifest") {
-  const std::string text = pg::testing::ReadFile(std::string(PG_SOURCE_DIR) +
-                                                 "/tests/fuzz/corpus/fuzz_manifest/tiny.json");
+  const std::string text = TinyManifestText();
   auto m = pg::model::ParseManifest(text, "tiny.json");
   CATCH_REQUIRE(m.ok());
   CATCH_CHECK(m->num_layers == 2);
@@ -28,8 +32,7 @@ CATCH_TEST_CASE("ParseManifest accepts the tiny bundle's manifest") {
 }
 
 CATCH_TEST_CASE("ParseManifest takes every format version this server loads, and no other") {
-  const std::string tiny = pg::testing::ReadFile(std::string(PG_SOURCE_DIR) +
-                                                 "/tests/fuzz/corpus/fuzz_manifest/tiny.json");
+  const std::string tiny = TinyManifestText();
   const std::string key = "\"format_version\":1";
   const size_t at = tiny.find(key);
   CATCH_REQUIRE(at != std::string::npos);
