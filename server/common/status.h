@@ -3,12 +3,12 @@
 #pragma once
 
 #include <string>
-#include <string_view>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/cord.h"
+#include "absl/strings/string_view.h"
 
 #define PG_STATUS_CONCAT_INNER(a, b) a##b
 #define PG_STATUS_CONCAT(a, b) PG_STATUS_CONCAT_INNER(a, b)
@@ -32,9 +32,9 @@ namespace pg {
 // A status's message is what the client sees: it says what is wrong without server paths, internal
 // URLs or addresses. The full detail (which file, which URL, which address) travels beside it for the
 // server's log only: the RPC boundary logs PrivateDetail() under the request id and never sends it.
-inline constexpr std::string_view kPrivateDetailPayload = "type.paligemma-serve/private-detail";
+inline constexpr absl::string_view kPrivateDetailPayload = "type.paligemma-serve/private-detail";
 
-inline absl::Status WithPrivateDetail(absl::Status status, std::string_view detail) {
+inline absl::Status WithPrivateDetail(absl::Status status, absl::string_view detail) {
   if (!status.ok() && !detail.empty()) {
     status.SetPayload(kPrivateDetailPayload, absl::Cord(detail));
   }
