@@ -226,6 +226,19 @@ class NoKeysTest(unittest.TestCase):
             self.assertEqual(calls.load().model.state, pb.Model.READY)
             self.assertEqual(calls.unload().model.state, pb.Model.AVAILABLE)
 
+    def test_environment_fallbacks(self):
+        # Containers configure the server by environment: the same switches as the flags.
+        models = harness.models_dir_with_tiny(self)
+        keys = os.path.join(models, "keys")
+        write_keys(keys, f"admin {ADMIN_KEY}\n")
+        env = {"API_KEYS_FILE": keys, "ALLOW_MODEL_CONTROL": "true", "METRICS_OPEN": "1"}
+        with harness.Server(models, env=env) as server:
+            calls = Calls(server)
+            self.assertEqual(code_of(calls.list_models), grpc.StatusCode.UNAUTHENTICATED)
+            self.assertEqual(code_of(calls.stats), grpc.StatusCode.OK)
+            self.assertEqual(calls.load(ADMIN_KEY).model.state, pb.Model.READY)
+            self.assertEqual(calls.unload(ADMIN_KEY).model.state, pb.Model.AVAILABLE)
+
     def test_a_bad_keys_file_refuses_to_start_naming_the_line_not_the_key(self):
         models = harness.models_dir_with_tiny(self)
         for text, message in [
