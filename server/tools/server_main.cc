@@ -1,6 +1,6 @@
 // paligemma-server: the gRPC Segment/Model services over the model registry, with server reflection
 // and grpc.health.v1. SIGTERM/SIGINT stop accepting, drain in-flight requests (up to
-// --drain_timeout_s), exit 0.
+// --drain_timeout_s), exit 0; SIGHUP re-reads --api_keys_file.
 #include <curl/curl.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -151,7 +151,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
   return grpc::SslServerCredentials(options);
 }
 
-// "2 user, 1 admin": what a (re)load logs about the keys, never the keys themselves.
+// What a (re)load logs about the keys: how many of each role, never the keys themselves.
 std::vector<pg::log::Field> KeyCounts(const std::vector<pg::service::ApiKey>& keys) {
   int admins = 0;
   for (const auto& k : keys) admins += k.role == pg::service::Role::kAdmin;
