@@ -3,10 +3,8 @@
 #include <map>
 #include <tuple>
 
-#include "server/common/clock.h"
-#include "server/service/rpc_log.h"
+#include "server/service/rpc_boundary.h"
 #include "server/service/segment_service.h"
-#include "server/service/status_mapping.h"
 
 namespace pg::service {
 
@@ -38,39 +36,36 @@ void ToProto(const registry::ModelInfo& info, paligemma::v1::Model* out) {
 grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* context,
                                           const paligemma::v1::ListModelsRequest*,
                                           paligemma::v1::ListModelsResponse* response) {
-  const auto t0 = Clock::now();
-  for (const auto& info : registry_->List()) ToProto(info, response->add_models());
-  response->set_default_model_id(registry_->default_model());
-  FinishRpc(stats_, RequestIdFrom(*context), "ListModels", "", grpc::Status::OK,
-            Ms(t0, Clock::now()));
-  return grpc::Status::OK;
+  return ServeRpc(context, RpcMethod::kListModels, auth_, stats_, [&](RpcScope&) {
+    for (const auto& info : registry_->List()) ToProto(info, response->add_models());
+    response->set_default_model_id(registry_->default_model());
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status ModelServiceImpl::LoadModel(grpc::ServerContext* context,
                                          const paligemma::v1::LoadModelRequest* request,
                                          paligemma::v1::LoadModelResponse* response) {
-  const auto t0 = Clock::now();
-  auto info = registry_->Load(request->model_id(), SteadyDeadline(*context),
-                              [context] { return context->IsCancelled(); });
-  const grpc::Status status = info.ok() ? grpc::Status::OK : ToGrpcStatus(info.status());
-  if (info.ok()) ToProto(*info, response->mutable_model());
-  const std::string& model =
-      request->model_id().empty() ? registry_->default_model() : request->model_id();
-  FinishRpc(stats_, RequestIdFrom(*context), "LoadModel", model, status, Ms(t0, Clock::now()));
-  return status;
+  return ServeRpc(context, RpcMethod::kLoadModel, auth_, stats_, [&](RpcScope& scope) {
+    scope.model = request->model_id().empty() ? registry_->default_model() : request->model_id();
+    auto info = registry_->Load(request->model_id(), SteadyDeadline(*context),
+                                [context] { return context->IsCancelled(); });
+    if (!info.ok()) return info.status();
+    ToProto(*info, response->mutable_model());
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status ModelServiceImpl::UnloadModel(grpc::ServerContext* context,
                                            const paligemma::v1::UnloadModelRequest* request,
                                            paligemma::v1::UnloadModelResponse* response) {
-  const auto t0 = Clock::now();
-  auto info = registry_->Unload(request->model_id());
-  const grpc::Status status = info.ok() ? grpc::Status::OK : ToGrpcStatus(info.status());
-  if (info.ok()) ToProto(*info, response->mutable_model());
-  const std::string& model =
-      request->model_id().empty() ? registry_->default_model() : request->model_id();
-  FinishRpc(stats_, RequestIdFrom(*context), "UnloadModel", model, status, Ms(t0, Clock::now()));
-  return status;
+  return ServeRpc(context, RpcMethod::kUnloadModel, auth_, stats_, [&](RpcScope& scope) {
+    scope.model = request->model_id().empty() ? registry_->default_model() : request->model_id();
+    auto info = registry_->Unload(request->model_id());
+    if (!info.ok()) return info.status();
+    ToProto(*info, response->mutable_model());
+    return absl::OkStatus();
+  });
 }
 
 namespace {
@@ -89,7 +84,14 @@ void ToProto(const engine::CacheStats& c, paligemma::v1::CacheStats* out) {
 grpc::Status ModelServiceImpl::GetStats(grpc::ServerContext* context,
                                         const paligemma::v1::GetStatsRequest*,
                                         paligemma::v1::GetStatsResponse* response) {
-  const auto t0 = Clock::now();
+  return ServeRpc(context, RpcMethod::kGetStats, auth_, stats_, [&](RpcScope& scope) {
+    scope.log_ok = false;  // every /metrics scrape polls it
+    FillStats(response);
+    return absl::OkStatus();
+  });
+}
+
+void ModelServiceImpl::FillStats(paligemma::v1::GetStatsResponse* response) const {
   if (stats_) {
     const StatsSnapshot snap = stats_->Snapshot();
     response->set_uptime_seconds(snap.uptime_s);
@@ -153,9 +155,6 @@ grpc::Status ModelServiceImpl::GetStats(grpc::ServerContext* context,
     ToProto(model->vision_cache_stats(), out->mutable_vision_cache());
     ToProto(model->response_cache_stats(), out->mutable_response_cache());
   }
-  FinishRpc(stats_, RequestIdFrom(*context), "GetStats", "", grpc::Status::OK, Ms(t0, Clock::now()),
-            {}, /*log_ok=*/false);
-  return grpc::Status::OK;
 }
 
 }  // namespace pg::service

@@ -4,6 +4,7 @@
 
 #include "paligemma/v1/paligemma.grpc.pb.h"
 #include "server/registry/registry.h"
+#include "server/service/auth.h"
 #include "server/service/stats.h"
 
 namespace pg::service {
@@ -12,6 +13,9 @@ class ModelServiceImpl final : public paligemma::v1::ModelService::Service {
  public:
   explicit ModelServiceImpl(registry::ModelRegistry* registry, ServerStats* stats = nullptr)
       : registry_(registry), stats_(stats) {}
+
+  // Who may call what (null: anyone); checked once at the entry of each RPC.
+  void set_authorizer(const Authorizer* auth) { auth_ = auth; }
 
   grpc::Status ListModels(grpc::ServerContext* context,
                           const paligemma::v1::ListModelsRequest* request,
@@ -26,8 +30,11 @@ class ModelServiceImpl final : public paligemma::v1::ModelService::Service {
                         paligemma::v1::GetStatsResponse* response) override;
 
  private:
+  void FillStats(paligemma::v1::GetStatsResponse* response) const;
+
   registry::ModelRegistry* registry_;
   ServerStats* stats_;
+  const Authorizer* auth_ = nullptr;
 };
 
 void ToProto(const registry::ModelInfo& info, paligemma::v1::Model* out);

@@ -4,13 +4,27 @@
 #include "server/common/status.h"
 #include "server/registry/model_id.h"
 #include "server/service/url_policy.h"
+#include "server/text/utf8.h"
 
 namespace pg::service {
+
+bool IsBlankPrompt(std::string_view prompt) {
+  for (size_t pos = 0; pos < prompt.size();) {
+    const size_t len = text::utf8::ValidSequenceLength(prompt, pos);
+    if (len == 0) return false;
+    const char32_t c = text::utf8::DecodeAt(prompt, pos, len);
+    const bool invisible =
+        c == 0x180E || (c >= 0x200B && c <= 0x200D) || c == 0x2060 || c == 0xFEFF;
+    if (!text::utf8::IsWhitespace(c) && !invisible) return false;
+    pos += len;
+  }
+  return true;
+}
 
 absl::StatusOr<ParsedSegmentRequest> ParseSegmentRequest(
     const paligemma::v1::SegmentRequest& request, const RequestLimits& limits) {
   ParsedSegmentRequest out;
-  if (request.prompt().find_first_not_of(" \t\r\n") == std::string::npos) {
+  if (IsBlankPrompt(request.prompt())) {
     return absl::InvalidArgumentError("prompt is empty (e.g. \"segment left wheel\")");
   }
   if (request.prompt().size() > limits.max_prompt_bytes) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "paligemma/v1/paligemma.pb.h"
@@ -25,6 +26,11 @@ struct ParsedSegmentRequest {
   std::string model_id;  // empty = the default model
   engine::SegmentOptions options;
 };
+
+// True when `prompt` shows nothing: every code point is Unicode White_Space or an invisible
+// format character a tokenizer would keep but no reader can see (U+180E, U+200B-200D, U+2060,
+// U+FEFF). Bytes that are not UTF-8 are something, so they are not blank.
+bool IsBlankPrompt(std::string_view prompt);
 
 absl::StatusOr<ParsedSegmentRequest> ParseSegmentRequest(
     const paligemma::v1::SegmentRequest& request, const RequestLimits& limits);

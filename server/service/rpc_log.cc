@@ -2,6 +2,9 @@
 
 #include <random>
 
+#include "server/common/status.h"
+#include "server/service/status_mapping.h"
+
 namespace pg::service {
 
 std::string RequestIdFrom(const grpc::ServerContext& context) {
@@ -66,9 +69,10 @@ const char* CodeName(grpc::StatusCode code) {
 }
 
 void FinishRpc(ServerStats* stats, const std::string& request_id, std::string_view method,
-               std::string_view model, const grpc::Status& status, double duration_ms,
+               std::string_view model, const absl::Status& status, double duration_ms,
                const std::vector<log::Field>& fields, bool log_ok) {
-  const char* code = CodeName(status.error_code());
+  const grpc::StatusCode c = ToGrpcStatus(status).error_code();
+  const char* code = CodeName(c);
   if (stats) stats->RecordRequest(method, model, code, duration_ms);
   if (status.ok() && !log_ok) return;
   std::vector<log::Field> all = {{"request_id", request_id},
@@ -76,10 +80,11 @@ void FinishRpc(ServerStats* stats, const std::string& request_id, std::string_vi
                                  {"model", model},
                                  {"code", code},
                                  {"duration_ms", duration_ms}};
-  if (!status.ok()) all.emplace_back("error", status.error_message());
+  const std::string detail = PrivateDetail(status);
+  if (!status.ok()) all.emplace_back("error", std::string(status.message()));
+  if (!detail.empty()) all.emplace_back("detail", detail);
   all.insert(all.end(), fields.begin(), fields.end());
   // Client errors are warnings; the server's own failures (INTERNAL, UNKNOWN, ...) errors.
-  const auto c = status.error_code();
   const log::Level level = status.ok() ? log::Level::kInfo
                            : c == grpc::StatusCode::INTERNAL || c == grpc::StatusCode::UNKNOWN ||
                                    c == grpc::StatusCode::DATA_LOSS

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "server/common/log.h"
 #include "server/service/stats.h"
 
@@ -21,11 +22,13 @@ std::string RequestIdFrom(const grpc::ServerContext& context);
 // "OK", "INVALID_ARGUMENT", ... (the names Prometheus labels and the logs use).
 const char* CodeName(grpc::StatusCode code);
 
-// Counts one answered RPC in `stats` (may be null) and logs it: request_id, method, model, code,
-// duration_ms, the error message if any, plus `fields`. `log_ok` false skips the line for
-// successful calls (GetStats, polled by every /metrics scrape).
+// Counts one answered RPC in `stats` (may be null) and logs it: request_id, method, model, the gRPC
+// code the client gets, duration_ms, the error message the client sees and, beside it, the
+// status's PrivateDetail (server paths, internal URLs: for the log only, never sent), plus
+// `fields`. `log_ok` false skips the line for successful calls (GetStats, polled by every /metrics
+// scrape).
 void FinishRpc(ServerStats* stats, const std::string& request_id, std::string_view method,
-               std::string_view model, const grpc::Status& status, double duration_ms,
+               std::string_view model, const absl::Status& status, double duration_ms,
                const std::vector<log::Field>& fields = {}, bool log_ok = true);
 
 }  // namespace pg::service

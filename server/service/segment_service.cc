@@ -1,8 +1,8 @@
 #include "server/service/segment_service.h"
 
 #include "absl/strings/str_cat.h"
-#include "server/service/rpc_log.h"
-#include "server/service/status_mapping.h"
+#include "server/common/status.h"
+#include "server/service/rpc_boundary.h"
 
 namespace pg::service {
 namespace {
@@ -47,38 +47,35 @@ Clock::time_point SteadyDeadline(const grpc::ServerContext& context) {
 grpc::Status SegmentServiceImpl::Segment(grpc::ServerContext* context,
                                          const paligemma::v1::SegmentRequest* request,
                                          paligemma::v1::SegmentResponse* response) {
-  const auto t0 = Clock::now();
-  Trace trace;
-  grpc::Status status = Run(context, request, response, &trace);
-  const double ms = MsSince(t0);
-  const auto& t = response->timings();
-  std::vector<log::Field> fields;
-  if (status.ok()) {
-    if (stats_) {
-      stats_->AddTokens(static_cast<uint64_t>(trace.tokens));
-      stats_->RecordStage("queue", t.queue_ms());
-      if (!request->image_url().empty()) stats_->RecordStage("fetch", t.fetch_ms());
-      stats_->RecordStage("preprocess", t.preprocess_ms());
-      stats_->RecordStage("vision", t.vision_ms());
-      stats_->RecordStage("prefill", t.prefill_ms());
-      stats_->RecordStage("decode", t.decode_ms());
-      stats_->RecordStage("masks", t.masks_ms());
-    }
-    fields = {{"tokens", trace.tokens},
-              {"objects", response->masks_size()},
-              {"queue_ms", t.queue_ms()},
-              {"fetch_ms", t.fetch_ms()},
-              {"preprocess_ms", t.preprocess_ms()},
-              {"vision_ms", t.vision_ms()},
-              {"prefill_ms", t.prefill_ms()},
-              {"decode_ms", t.decode_ms()},
-              {"masks_ms", t.masks_ms()}};
-  }
-  FinishRpc(stats_, RequestIdFrom(*context), "Segment", trace.model, status, ms, fields);
-  return status;
+  return ServeRpc(context, RpcMethod::kSegment, auth_, stats_,
+                  [&](RpcScope& scope) -> absl::Status {
+                    Trace trace{&scope.model};
+                    RETURN_IF_ERROR(Run(context, request, response, &trace));
+                    const auto& t = response->timings();
+                    if (stats_) {
+                      stats_->AddTokens(static_cast<uint64_t>(trace.tokens));
+                      stats_->RecordStage("queue", t.queue_ms());
+                      if (!request->image_url().empty()) stats_->RecordStage("fetch", t.fetch_ms());
+                      stats_->RecordStage("preprocess", t.preprocess_ms());
+                      stats_->RecordStage("vision", t.vision_ms());
+                      stats_->RecordStage("prefill", t.prefill_ms());
+                      stats_->RecordStage("decode", t.decode_ms());
+                      stats_->RecordStage("masks", t.masks_ms());
+                    }
+                    scope.fields = {{"tokens", trace.tokens},
+                                    {"objects", response->masks_size()},
+                                    {"queue_ms", t.queue_ms()},
+                                    {"fetch_ms", t.fetch_ms()},
+                                    {"preprocess_ms", t.preprocess_ms()},
+                                    {"vision_ms", t.vision_ms()},
+                                    {"prefill_ms", t.prefill_ms()},
+                                    {"decode_ms", t.decode_ms()},
+                                    {"masks_ms", t.masks_ms()}};
+                    return absl::OkStatus();
+                  });
 }
 
-grpc::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
+absl::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
                                      const paligemma::v1::SegmentRequest* request,
                                      paligemma::v1::SegmentResponse* response, Trace* trace) {
   const auto t0 = Clock::now();
@@ -86,8 +83,8 @@ grpc::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
   const std::function<bool()> cancelled = [context] { return context->IsCancelled(); };
 
   absl::StatusOr<ParsedSegmentRequest> parsed = ParseSegmentRequest(*request, limits_);
-  if (!parsed.ok()) return ToGrpcStatus(parsed.status());
-  trace->model = parsed->model_id.empty() ? registry_->default_model() : parsed->model_id;
+  if (!parsed.ok()) return parsed.status();
+  *trace->model = parsed->model_id.empty() ? registry_->default_model() : parsed->model_id;
 
   engine::SegmentRequest engine_request;
   engine_request.prompt = std::move(parsed->prompt);
@@ -96,7 +93,7 @@ grpc::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
   if (!parsed->image_url.empty()) {
     const auto tf = Clock::now();
     absl::StatusOr<std::string> body = FetchUrl(parsed->image_url, fetch_, deadline, cancelled);
-    if (!body.ok()) return ToGrpcStatus(body.status());
+    if (!body.ok()) return body.status();
     engine_request.image_bytes = std::move(*body);
     fetch_ms = MsSince(tf);
   } else {
@@ -105,9 +102,9 @@ grpc::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
 
   const auto tq = Clock::now();
   auto model = registry_->Get(parsed->model_id, deadline, cancelled);
-  if (!model.ok()) return ToGrpcStatus(model.status());
+  if (!model.ok()) return model.status();
   auto ticket = admission_->Enter(deadline, cancelled);
-  if (!ticket.ok()) return ToGrpcStatus(ticket.status());
+  if (!ticket.ok()) return ticket.status();
   const double queue_ms = MsSince(tq);
 
   // Polled between decode steps: a client that gave up stops costing compute within one token.
@@ -115,15 +112,15 @@ grpc::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
     return context->IsCancelled() || Clock::now() >= deadline;
   };
   absl::StatusOr<engine::SegmentResult> result = (*model)->Segment(engine_request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
+  if (!result.ok()) return result.status();
   trace->tokens = static_cast<int64_t>(result->generated_token_ids.size());
   if (result->stopped_early) {
     const std::string progress =
         absl::StrCat(" after ", result->generated_token_ids.size(), " generated tokens");
     if (Clock::now() >= deadline) {
-      return ToGrpcStatus(absl::DeadlineExceededError("deadline exceeded" + progress));
+      return absl::DeadlineExceededError("deadline exceeded" + progress);
     }
-    return ToGrpcStatus(absl::CancelledError("request cancelled" + progress));
+    return absl::CancelledError("request cancelled" + progress);
   }
   FillResponse(*result, response);
   response->set_model_id(parsed->model_id.empty() ? registry_->default_model() : parsed->model_id);
@@ -131,7 +128,7 @@ grpc::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
   t->set_queue_ms(queue_ms);
   t->set_fetch_ms(fetch_ms);
   t->set_total_ms(MsSince(t0));
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 }  // namespace pg::service

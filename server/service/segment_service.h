@@ -6,6 +6,7 @@
 #include "paligemma/v1/paligemma.grpc.pb.h"
 #include "server/registry/registry.h"
 #include "server/service/admission.h"
+#include "server/service/auth.h"
 #include "server/service/request_validation.h"
 #include "server/service/stats.h"
 #include "server/service/url_fetch.h"
@@ -23,16 +24,19 @@ class SegmentServiceImpl final : public paligemma::v1::SegmentService::Service {
         fetch_(std::move(fetch)),
         stats_(stats) {}
 
+  // Who may call (null: anyone); checked once at the entry of each RPC.
+  void set_authorizer(const Authorizer* auth) { auth_ = auth; }
+
   grpc::Status Segment(grpc::ServerContext* context, const paligemma::v1::SegmentRequest* request,
                        paligemma::v1::SegmentResponse* response) override;
 
  private:
   // What Segment() logs and counts about a request besides its status.
   struct Trace {
-    std::string model;
+    std::string* model;
     int64_t tokens = 0;
   };
-  grpc::Status Run(grpc::ServerContext* context, const paligemma::v1::SegmentRequest* request,
+  absl::Status Run(grpc::ServerContext* context, const paligemma::v1::SegmentRequest* request,
                    paligemma::v1::SegmentResponse* response, Trace* trace);
 
   registry::ModelRegistry* registry_;
@@ -40,6 +44,7 @@ class SegmentServiceImpl final : public paligemma::v1::SegmentService::Service {
   const RequestLimits limits_;
   const FetchOptions fetch_;
   ServerStats* stats_;
+  const Authorizer* auth_ = nullptr;
 };
 
 // The client's deadline on the steady clock (far future when it set none).

@@ -1,6 +1,6 @@
 // paligemma-server: the gRPC Segment/Model services over the model registry, with server reflection
 // and grpc.health.v1. SIGTERM/SIGINT stop accepting, drain in-flight requests (up to
-// --drain_timeout_s), exit 0.
+// --drain_timeout_s), exit 0; SIGHUP re-reads --api_keys_file.
 #include <curl/curl.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -11,15 +11,18 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/log.h"
+#include "server/common/status.h"
 #include "server/engine/segmenter.h"
 #include "server/registry/model_id.h"
 #include "server/registry/registry.h"
 #include "server/service/admission.h"
+#include "server/service/auth.h"
 #include "server/service/model_service.h"
 #include "server/service/segment_service.h"
 #include "server/service/stats.h"
@@ -92,6 +95,18 @@ std::vector<pg::tools::FlagSpec> Specs() {
       {"max_connection_age_s", "MAX_CONNECTION_AGE_S", "300", false,
        "clients are asked (GOAWAY) to reconnect after this long, so a gateway re-resolves DNS and "
        "spreads over replicas added since; in-flight calls finish first (0 = never)"},
+      // Access control and transport security (docs/server.md, "Security").
+      {"api_keys_file", "API_KEYS_FILE", "", false,
+       "file of \"<role> <key>\" lines (role user or admin); when set every RPC but health and "
+       "reflection needs metadata \"authorization: Bearer <key>\"; re-read on SIGHUP"},
+      {"allow_model_control", "ALLOW_MODEL_CONTROL", "false", true,
+       "allow LoadModel/UnloadModel (admin keys only when --api_keys_file is set)"},
+      {"metrics_open", "METRICS_OPEN", "false", true,
+       "GetStats (the gateway's /metrics and /v1/stats) needs no key"},
+      {"tls_cert", "TLS_CERT", "", false, "PEM certificate chain: serve gRPC over TLS"},
+      {"tls_key", "TLS_KEY", "", false, "PEM private key of --tls_cert"},
+      {"tls_client_ca", "TLS_CLIENT_CA", "", false,
+       "PEM CA bundle: require client certificates signed by it (mutual TLS)"},
       {"help", "", "false", true, "print this help"},
   };
 }
@@ -99,6 +114,48 @@ std::vector<pg::tools::FlagSpec> Specs() {
 int Fail(const std::string& message) {
   pg::log::Error(message);
   return 2;
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.is_open()) return absl::NotFoundError(absl::StrCat("cannot read --", flag, " ", path));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", path, " is not PEM"));
+  }
+  return text;
+}
+
+// Plaintext unless --tls_cert/--tls_key are given; with --tls_client_ca clients must present a
+// certificate that CA signed.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const pg::tools::Flags& flags) {
+  const std::string cert = flags.Get("tls_cert"), key = flags.Get("tls_key");
+  const std::string client_ca = flags.Get("tls_client_ca");
+  if (cert.empty() && key.empty()) {
+    if (!client_ca.empty()) return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert");
+    return grpc::InsecureServerCredentials();
+  }
+  if (cert.empty() || key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  grpc::SslServerCredentialsOptions options;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain, ReadPem("tls_cert", cert));
+  ASSIGN_OR_RETURN(pair.private_key, ReadPem("tls_key", key));
+  options.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!client_ca.empty()) {
+    ASSIGN_OR_RETURN(options.pem_root_certs, ReadPem("tls_client_ca", client_ca));
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+// What a (re)load logs about the keys: how many of each role, never the keys themselves.
+std::vector<pg::log::Field> KeyCounts(const std::vector<pg::service::ApiKey>& keys) {
+  int admins = 0;
+  for (const auto& k : keys) admins += k.role == pg::service::Role::kAdmin;
+  return {{"user_keys", static_cast<int>(keys.size()) - admins}, {"admin_keys", admins}};
 }
 
 std::string ReadToken(const pg::tools::Flags& flags) {
@@ -130,6 +187,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);  // re-reads --api_keys_file
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   curl_global_init(CURL_GLOBAL_DEFAULT);
 
@@ -206,12 +264,30 @@ int main(int argc, char** argv) {
   pg::service::SegmentServiceImpl segment_service(&registry, &admission, limits, fetch, &stats);
   pg::service::ModelServiceImpl model_service(&registry, &stats);
 
+  const std::string keys_file = flags.Get("api_keys_file");
+  pg::service::ApiKeyStore keys;
+  if (!keys_file.empty()) {
+    auto parsed = pg::service::ReadApiKeysFile(keys_file);
+    if (!parsed.ok()) return Fail("--api_keys_file: " + std::string(parsed.status().message()));
+    pg::log::Info("api keys loaded", KeyCounts(*parsed));
+    keys.Replace(std::move(*parsed));
+  }
+  pg::service::AccessPolicy policy;
+  policy.keys_required = !keys_file.empty();
+  policy.allow_model_control = flags.GetBool("allow_model_control");
+  policy.metrics_open = flags.GetBool("metrics_open");
+  const pg::service::Authorizer authorizer(policy, &keys);
+  segment_service.set_authorizer(&authorizer);
+  model_service.set_authorizer(&authorizer);
+  auto credentials = ServerCredentials(flags);
+  if (!credentials.ok()) return Fail(std::string(credentials.status().message()));
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string address = absl::StrCat(flags.Get("host"), ":", ints["port"]);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(address, *credentials, &port);
   // A 20 MB image plus the rest of the request fits; responses with full-size masks may be larger.
   builder.SetMaxReceiveMessageSize(static_cast<int>(ints["max_image_bytes"] + (1 << 20)));
   builder.SetMaxSendMessageSize(-1);
@@ -257,10 +333,29 @@ int main(int argc, char** argv) {
                             {"default_model", ro.default_model},
                             {"preload", preload},
                             {"hub", ro.hub.endpoint},
-                            {"hub_token", !ro.hub.token.empty()}});
+                            {"hub_token", !ro.hub.token.empty()},
+                            {"api_keys", policy.keys_required},
+                            {"model_control", policy.allow_model_control},
+                            {"metrics_open", policy.metrics_open},
+                            {"tls", !flags.Get("tls_cert").empty()},
+                            {"mtls", !flags.Get("tls_client_ca").empty()}});
 
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+    if (keys_file.empty()) {
+      pg::log::Warn("SIGHUP ignored: no --api_keys_file to re-read");
+      continue;
+    }
+    // A bad file keeps the keys in force: a typo must not lock every client out (or let all in).
+    auto parsed = pg::service::ReadApiKeysFile(keys_file);
+    if (!parsed.ok()) {
+      pg::log::Error("api keys reload failed; keeping the previous keys",
+                     {{"error", std::string(parsed.status().message())}});
+      continue;
+    }
+    pg::log::Info("api keys reloaded", KeyCounts(*parsed));
+    keys.Replace(std::move(*parsed));
+  }
   pg::log::Info("draining", {{"signal", sig}});
   stopping = true;
   registry.SetListener(nullptr);

@@ -37,7 +37,7 @@ class BadBundleTest(unittest.TestCase):
         del manifest["text"]  # valid JSON, a required section missing
         with open(path, "w") as f:
             json.dump(manifest, f)
-        self.server = harness.Server(self.models)
+        self.server = harness.Server(self.models, "--allow_model_control")  # LoadModel is called
         self.addCleanup(self.server.stop)
 
     def assertAlive(self):

@@ -134,7 +134,7 @@ class ExportWriteFailureTest(unittest.TestCase):
         os.chmod(wrapper, os.stat(wrapper).st_mode | stat.S_IXUSR)
 
         with mock.patch.object(harness, "SERVER", wrapper):
-            s = harness.Server(models, env={"PG_FAULT_FSIZE": str(limit)})
+            s = harness.Server(models, "--allow_model_control", env={"PG_FAULT_FSIZE": str(limit)})
         with s:
             for attempt in range(2):  # LoadModel retries the failed load, which fails the same way
                 with self.assertRaises(grpc.RpcError) as e:

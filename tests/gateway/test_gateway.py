@@ -38,7 +38,8 @@ class GatewayTest(unittest.TestCase):
     def setUpClass(cls):
         cls._dir = tempfile.mkdtemp(prefix="pg-models-")
         shutil.copytree(harness.TINY_BUNDLE, os.path.join(cls._dir, "bundles", "tiny"))
-        cls.server = harness.Server(cls._dir, "--allow_private_urls")
+        # --allow_model_control: test_v1_models loads and unloads through the gateway.
+        cls.server = harness.Server(cls._dir, "--allow_private_urls", "--allow_model_control")
         try:
             cls.gateway = gw_harness.Gateway(cls.server.address)
         except Exception:

@@ -33,7 +33,10 @@ def read_image(path=IMAGE):
 class Server:
     """One paligemma-server process. Use as a context manager; stop() is idempotent."""
 
-    def __init__(self, models_dir, *args, env=None, default_model="tiny"):
+    def __init__(self, models_dir, *args, env=None, default_model="tiny", channel_credentials=None,
+                 channel_options=()):
+        """`channel_credentials` (grpc.ssl_channel_credentials) makes self.channel a TLS channel, with
+        `channel_options` such as grpc.ssl_target_name_override."""
         self.models_dir = models_dir
         cmd = [SERVER, "--host", "127.0.0.1", "--port", "0", "--models_dir", models_dir,
                "--default_model", default_model, "--threads", "2", *args]
@@ -62,8 +65,12 @@ class Server:
             raise RuntimeError(f"server did not start: {text!r}\n{log}")
         self.address = text.split()[-1]
         self.port = int(self.address.rsplit(":", 1)[1])
-        self.channel = grpc.insecure_channel(self.address, options=[
-            ("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
+        options = [("grpc.max_receive_message_length", 64 << 20),
+                   ("grpc.max_send_message_length", 64 << 20), *channel_options]
+        if channel_credentials is None:
+            self.channel = grpc.insecure_channel(self.address, options=options)
+        else:
+            self.channel = grpc.secure_channel(self.address, channel_credentials, options=options)
         grpc.channel_ready_future(self.channel).result(timeout=10)
 
     def log(self):
@@ -72,11 +79,11 @@ class Server:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")[-4000:]
 
-    def rpc(self, service, method, request, response_cls, timeout=60):
+    def rpc(self, service, method, request, response_cls, timeout=60, metadata=None):
         call = self.channel.unary_unary(f"/paligemma.v1.{service}/{method}",
                                         request_serializer=type(request).SerializeToString,
                                         response_deserializer=response_cls.FromString)
-        return call(request, timeout=timeout)
+        return call(request, timeout=timeout, metadata=metadata)
 
     def segment(self, timeout=60, **fields):
         return self.rpc("SegmentService", "Segment", pb.SegmentRequest(**fields), pb.SegmentResponse,

@@ -36,6 +36,7 @@ class HubDownloadTest(unittest.TestCase):
             args += ["--hf_token_file", token_file]
         else:
             args += ["--hf_token_file="]  # none (and HF_TOKEN is removed by the harness)
+        args += ["--allow_model_control"]  # the tests load and unload models
         return harness.Server(models_dir, *args, default_model="tiny")
 
     def test_download_export_load_then_cache(self):

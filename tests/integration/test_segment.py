@@ -103,6 +103,8 @@ class SegmentTest(harness.ServerTestCase):
 
 
 class ModelLifecycleTest(harness.ServerTestCase):
+    server_args = ("--allow_model_control",)  # LoadModel/UnloadModel are off by default
+
     def test_list_load_unload(self):
         listed = {m.id: m for m in self.server.list_models().models}
         self.assertIn("tiny", listed)
@@ -171,7 +173,7 @@ class PreloadHealthTest(unittest.TestCase):
 class DrainTest(unittest.TestCase):
     def test_sigterm_drains_in_flight_request(self):
         d = harness.models_dir_with_tiny(self)
-        with harness.Server(d) as s:
+        with harness.Server(d, "--allow_model_control") as s:
             s.load("tiny")
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 fut = pool.submit(s.segment, prompt=PROMPT, image_data=harness.read_image(),

@@ -105,7 +105,8 @@ class TokenTest(unittest.TestCase):
         self.token = "hf_" + secrets.token_hex(16)
 
     def start(self, models, endpoint, how):
-        args = ["--hf_endpoint", endpoint, "--vae_url", endpoint + "/files/vae-oid.npz"]
+        # --allow_model_control: failures() also triggers the download with LoadModel.
+        args = ["--hf_endpoint", endpoint, "--vae_url", endpoint + "/files/vae-oid.npz", "--allow_model_control"]
         env = None
         if how == "file":
             token_file = os.path.join(models, "token")
