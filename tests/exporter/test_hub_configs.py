@@ -51,6 +51,23 @@ class HubConfigs(unittest.TestCase):
                         self.assertNotIn("head_dim", minimal["text_config"])
                         self.assertNotIn("query_pre_attn_scalar", minimal["text_config"])
 
+    def test_tiny_fixture_without_each_default(self):
+        # The fixture spells every field out; leaving out any key at its class default parses the same.
+        with open(os.path.join(H.TINY, "config.json")) as f:
+            full = json.load(f)
+        want = parse_config(full)
+        dropped = []
+        for section, cls in (("text_config", "gemma2"), ("vision_config", "siglip_vision_model")):
+            defaults = V.TRANSFORMERS_DEFAULTS[cls]
+            for key in [k for k in full[section] if k in defaults and full[section][k] == defaults[k]]:
+                cfg = json.loads(json.dumps(full))
+                del cfg[section][key]
+                self.assertEqual(parse_config(cfg), want, f"{section}.{key}")
+                dropped.append(key)
+        self.assertIn("attn_logit_softcapping", dropped)
+        self.assertIn("final_logit_softcapping", dropped)
+        self.assertIn("sliding_window", dropped)
+
     def test_896_prefix_is_longer_than_the_window(self):
         text, vision = parse_config(V.hub_variant("3b", 896))
         self.assertGreater(vision.num_image_tokens + 2, text.sliding_window)
