@@ -101,6 +101,69 @@ def resolve_source(path: str):
     return path, None, None
 
 
+# transformers' defaults for every config field the exporter reads. Read from transformers 4.47.0 (the release
+# that added PaliGemma 2 and writes the Hub's PaliGemma 2 configs, "transformers_version": "4.47.0.dev0") and
+# checked unchanged in the current main branch (5.x) for these fields; where the two differ it is said below.
+# config.json as save_pretrained writes it holds only the values that differ from these (use_diff=True), so
+# every absent key means exactly this value.
+
+# configuration_paligemma.py, PaliGemmaConfig.__init__ keyword defaults.
+PALIGEMMA_DEFAULTS = {
+    "image_token_index": 256000,
+    "vocab_size": 257152,  # used only when text_config is absent (PaliGemma 1's Gemma); stored as _vocab_size
+    "projection_dim": 2048,  # overrides vision_config.projection_dim: the projector's output width
+    "hidden_size": 2048,  # unused by the model (images are scaled by text_config.hidden_size)
+}
+
+# configuration_gemma2.py, Gemma2Config.__init__ keyword defaults (the Gemma 2 2B shape).
+GEMMA2_DEFAULTS = {
+    "vocab_size": 256000,
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,  # its own default, NOT hidden_size // num_attention_heads
+    "hidden_activation": "gelu_pytorch_tanh",
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,  # 5.x: rope_parameters["rope_theta"], same default
+    "attention_bias": False,
+    "query_pre_attn_scalar": 256,  # attention scaling is query_pre_attn_scalar ** -0.5, not head_dim ** -0.5
+    "sliding_window": 4096,
+    "final_logit_softcapping": 30.0,  # None (JSON null) turns it off
+    "attn_logit_softcapping": 50.0,  # None (JSON null) turns it off
+    "tie_word_embeddings": True,
+    # layer_types: absent or None -> derived from num_hidden_layers (4.47: Gemma2DecoderLayer.is_sliding =
+    # not bool(layer_idx % 2); 5.x: "sliding_attention" if bool((i + 1) % 2) else "full_attention").
+}
+
+# configuration_siglip.py, SiglipVisionConfig.__init__ keyword defaults (used when vision_config is a dict).
+SIGLIP_VISION_DEFAULTS = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "num_channels": 3,
+    "image_size": 224,
+    "patch_size": 16,
+    "hidden_act": "gelu_pytorch_tanh",
+    "layer_norm_eps": 1e-6,
+}
+
+# PaliGemmaConfig.__init__ when vision_config is absent: SiglipVisionConfig with these overrides (PaliGemma 1's
+# SigLIP So400m/14 at 224 px; its intermediate_size 4096 differs from PaliGemma 2's 4304, which every PaliGemma 2
+# config therefore spells out).
+PALIGEMMA_VISION_OVERRIDES = {
+    "intermediate_size": 4096,
+    "hidden_size": 1152,
+    "patch_size": 14,
+    "image_size": 224,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+}
+
+
 @dataclass
 class TextConfig:
     vocab_size: int
@@ -113,8 +176,8 @@ class TextConfig:
     rms_norm_eps: float
     rope_theta: float
     query_pre_attn_scalar: float
-    attn_softcap: float
-    final_softcap: float
+    attn_softcap: float  # 0.0: off (config null)
+    final_softcap: float  # 0.0: off (config null)
     sliding_window: int
     max_position_embeddings: int
     sliding: List[bool] = field(default_factory=list)
@@ -133,24 +196,52 @@ class VisionConfig:
 
     @property
     def num_image_tokens(self) -> int:
+        # PaliGemmaConfig: text_config.num_image_tokens = (image_size // patch_size) ** 2, whatever the file says.
         return (self.image_size // self.patch_size) ** 2
 
 
-def _get(cfg, key, default, kind, where):
-    v = cfg.get(key, default)
-    if v is None:
-        v = default
-    try:
-        if kind is bool or isinstance(v, bool):
-            raise TypeError
-        return kind(v)
-    except (TypeError, ValueError):
-        raise ExportError(f"config.json: {where}.{key} = {v!r} is not a valid {kind.__name__}")
+class _Section:
+    """One config object (top level, text_config or vision_config) read with its class's defaults; remembers
+    which values were defaults so messages can say "absent: the Gemma2Config default"."""
+
+    def __init__(self, cfg: dict, where: str, defaults: dict, cls: str):
+        self.cfg, self.where, self.defaults, self.cls = cfg, where, defaults, cls
+
+    def describe(self, key: str) -> str:
+        if key in self.cfg:
+            return f"{self.where}.{key} = {self.cfg[key]!r}"
+        return f"{self.where}.{key} (absent: the {self.cls} default {self.defaults[key]!r})"
+
+    def get(self, key: str, kind, nullable: bool = False):
+        v = self.cfg.get(key, self.defaults[key])
+        if v is None:
+            if nullable:
+                return None
+            raise ExportError(f"config.json: {self.where}.{key} is null (transformers has no meaning for that)")
+        try:
+            if kind is bool:
+                if not isinstance(v, bool):
+                    raise TypeError
+                return v
+            if isinstance(v, bool):
+                raise TypeError
+            out = kind(v)
+            if kind is int and out != v:  # 2.5 is not an int
+                raise ValueError
+            return out
+        except (TypeError, ValueError):
+            raise ExportError(f"config.json: {self.where}.{key} = {v!r} is not a valid {kind.__name__}")
 
 
-def parse_config(cfg: dict, preprocessor: dict):
-    """TextConfig and VisionConfig with transformers' Gemma2Config / SiglipVisionConfig defaults for missing
-    fields (hub configs such as google/paligemma2-3b-mix-448 omit many)."""
+def _positive(section: "_Section", key: str, value) -> None:
+    if value <= 0:
+        raise ExportError(f"config.json: {section.describe(key)} must be positive")
+
+
+def parse_config(cfg: dict, preprocessor: Optional[dict] = None):
+    """TextConfig and VisionConfig of a PaliGemma 2 config.json read as transformers reads it: every absent key
+    takes its class's default (the tables above), derived values are derived as transformers does."""
+    preprocessor = preprocessor or {}
     if not isinstance(cfg, dict):
         raise ExportError("config.json is not a JSON object")
     if cfg.get("model_type") != "paligemma":
@@ -160,68 +251,197 @@ def parse_config(cfg: dict, preprocessor: dict):
         raise ExportError(f"config.json: architectures {archs} do not include PaliGemmaForConditionalGeneration")
     tc = cfg.get("text_config")
     vc = cfg.get("vision_config")
+    # PaliGemmaConfig builds an absent text_config, or one without model_type, as a Gemma (1) config: that is
+    # PaliGemma 1, whose decoder (no soft-caps, no sliding window, other norms) this exporter does not build.
+    if tc is None:
+        raise ExportError("config.json: text_config is absent, which transformers reads as PaliGemma 1's Gemma "
+                          "decoder; only PaliGemma 2 (text_config.model_type 'gemma2') is supported")
     if not isinstance(tc, dict):
-        raise ExportError("config.json: text_config is missing")
-    if tc.get("model_type") != "gemma2":
-        raise ExportError(f"config.json: text_config.model_type is {tc.get('model_type')!r}, expected 'gemma2' (PaliGemma 2)")
-    if not isinstance(vc, dict):
-        raise ExportError("config.json: vision_config is missing")
-    if vc.get("model_type") not in ("siglip_vision_model", "siglip", None):
-        raise ExportError(f"config.json: vision_config.model_type is {vc.get('model_type')!r}, expected 'siglip_vision_model'")
-    act = tc.get("hidden_activation") or tc.get("hidden_act") or "gelu_pytorch_tanh"
-    if act not in ("gelu_pytorch_tanh", "gelu_tanh"):
-        raise ExportError(f"config.json: text_config.hidden_activation {act!r} is not supported (expected gelu_pytorch_tanh)")
+        raise ExportError("config.json: text_config is not a JSON object")
+    text_type = tc.get("model_type", "gemma")
+    if text_type != "gemma2":
+        hint = " (PaliGemma 1)" if text_type == "gemma" else ""
+        raise ExportError(f"config.json: text_config.model_type is {text_type!r}{hint}, expected 'gemma2' "
+                          "(only PaliGemma 2 is supported)")
+    if vc is None:
+        vision_defaults, vision_cls, vc = dict(SIGLIP_VISION_DEFAULTS, **PALIGEMMA_VISION_OVERRIDES), \
+            "PaliGemmaConfig (no vision_config)", {}
+    elif isinstance(vc, dict):
+        vision_defaults, vision_cls = SIGLIP_VISION_DEFAULTS, "SiglipVisionConfig"
+        if vc.get("model_type", "siglip_vision_model") != "siglip_vision_model":
+            raise ExportError(f"config.json: vision_config.model_type is {vc.get('model_type')!r}, expected 'siglip_vision_model'")
+    else:
+        raise ExportError("config.json: vision_config is not a JSON object")
 
-    w = "text_config"
-    vocab = tc.get("vocab_size") or cfg.get("vocab_size") or 257216
+    top = _Section(cfg, "config", PALIGEMMA_DEFAULTS, "PaliGemmaConfig")
+    t = _Section(tc, "text_config", GEMMA2_DEFAULTS, "Gemma2Config")
+    v = _Section(vc, "vision_config", vision_defaults, vision_cls)
+
+    act = t.get("hidden_activation", str)  # Gemma2MLP uses hidden_activation; a legacy hidden_act is ignored
+    if act not in ("gelu_pytorch_tanh", "gelu_new"):  # both are tanh-approximated GELU
+        raise ExportError(f"config.json: {t.describe('hidden_activation')} is not supported (expected gelu_pytorch_tanh)")
+    if t.get("attention_bias", bool):
+        raise ExportError("config.json: text_config.attention_bias is true; PaliGemma 2 has no attention biases")
+    if not t.get("tie_word_embeddings", bool):
+        raise ExportError("config.json: text_config.tie_word_embeddings is false; PaliGemma 2's LM head is the "
+                          "embedding (tied)")
+    rope_theta = t.get("rope_theta", float)
+    params = tc.get("rope_parameters")  # transformers 5 writes RoPE settings here
+    if isinstance(params, dict):
+        if params.get("rope_type", "default") != "default":
+            raise ExportError(f"config.json: text_config.rope_parameters.rope_type {params.get('rope_type')!r} "
+                              "is not supported (Gemma 2 uses default RoPE)")
+        if "rope_theta" in params:
+            rope_theta = _Section(params, "text_config.rope_parameters", GEMMA2_DEFAULTS, "Gemma2Config").get(
+                "rope_theta", float)
+    attn_cap = t.get("attn_logit_softcapping", float, nullable=True)
+    final_cap = t.get("final_logit_softcapping", float, nullable=True)
+    for key, cap in (("attn_logit_softcapping", attn_cap), ("final_logit_softcapping", final_cap)):
+        if cap is not None and cap <= 0:  # transformers divides by it: 0 is not "off" there but NaN
+            raise ExportError(f"config.json: {t.describe(key)} must be positive (null turns the cap off)")
+
     text = TextConfig(
-        vocab_size=_get({"v": vocab}, "v", 257216, int, w),
-        hidden_size=_get(tc, "hidden_size", 2304, int, w),
-        intermediate_size=_get(tc, "intermediate_size", 9216, int, w),
-        num_layers=_get(tc, "num_hidden_layers", 26, int, w),
-        num_heads=_get(tc, "num_attention_heads", 8, int, w),
-        num_kv_heads=_get(tc, "num_key_value_heads", 4, int, w),
-        head_dim=_get(tc, "head_dim", 256, int, w),
-        rms_norm_eps=_get(tc, "rms_norm_eps", 1e-6, float, w),
-        rope_theta=_get(tc, "rope_theta", 10000.0, float, w),
-        query_pre_attn_scalar=_get(tc, "query_pre_attn_scalar", 256, float, w),
-        attn_softcap=_get(tc, "attn_logit_softcapping", 0.0, float, w),
-        final_softcap=_get(tc, "final_logit_softcapping", 0.0, float, w),
-        sliding_window=_get(tc, "sliding_window", 4096, int, w),
-        max_position_embeddings=_get(tc, "max_position_embeddings", 8192, int, w),
+        vocab_size=t.get("vocab_size", int),
+        hidden_size=t.get("hidden_size", int),
+        intermediate_size=t.get("intermediate_size", int),
+        num_layers=t.get("num_hidden_layers", int),
+        num_heads=t.get("num_attention_heads", int),
+        num_kv_heads=t.get("num_key_value_heads", int),
+        head_dim=t.get("head_dim", int),
+        rms_norm_eps=t.get("rms_norm_eps", float),
+        rope_theta=rope_theta,
+        query_pre_attn_scalar=t.get("query_pre_attn_scalar", float),
+        attn_softcap=attn_cap or 0.0,
+        final_softcap=final_cap or 0.0,
+        sliding_window=t.get("sliding_window", int),
+        max_position_embeddings=t.get("max_position_embeddings", int),
     )
-    if text.num_heads % max(text.num_kv_heads, 1) != 0 or text.num_kv_heads < 1:
-        raise ExportError(f"config.json: num_attention_heads {text.num_heads} is not a multiple of num_key_value_heads {text.num_kv_heads}")
+    for key, value in (("vocab_size", text.vocab_size), ("hidden_size", text.hidden_size),
+                       ("intermediate_size", text.intermediate_size), ("num_hidden_layers", text.num_layers),
+                       ("num_attention_heads", text.num_heads), ("num_key_value_heads", text.num_kv_heads),
+                       ("head_dim", text.head_dim), ("query_pre_attn_scalar", text.query_pre_attn_scalar),
+                       ("sliding_window", text.sliding_window),
+                       ("max_position_embeddings", text.max_position_embeddings),
+                       ("rms_norm_eps", text.rms_norm_eps), ("rope_theta", text.rope_theta)):
+        _positive(t, key, value)
+    if text.num_heads % text.num_kv_heads != 0:
+        raise ExportError(f"config.json: {t.describe('num_attention_heads')} is not a multiple of "
+                          f"{t.describe('num_key_value_heads')}")
     if text.head_dim % 2:
-        raise ExportError(f"config.json: head_dim {text.head_dim} must be even (RoPE)")
+        raise ExportError(f"config.json: {t.describe('head_dim')} must be even (RoPE)")
     layer_types = tc.get("layer_types")
     if layer_types is not None:
         if not isinstance(layer_types, list) or len(layer_types) != text.num_layers or any(
-                t not in ("sliding_attention", "full_attention") for t in layer_types):
+                lt not in ("sliding_attention", "full_attention") for lt in layer_types):
             raise ExportError(f"config.json: text_config.layer_types must list {text.num_layers} of sliding_attention/full_attention")
-        text.sliding = [t == "sliding_attention" for t in layer_types]
+        text.sliding = [lt == "sliding_attention" for lt in layer_types]
     else:
-        # transformers' Gemma2Config: layer i is sliding when (i + 1) % 2 == 1, i.e. even layers.
+        # Gemma2Config: layer i slides when (i + 1) % 2 == 1, i.e. the even layers.
         text.sliding = [(i + 1) % 2 == 1 for i in range(text.num_layers)]
 
-    w = "vision_config"
-    size = preprocessor.get("size") or {}
-    pre_size = size.get("height") if isinstance(size, dict) else None
     vision = VisionConfig(
-        hidden_size=_get(vc, "hidden_size", 768, int, w),
-        intermediate_size=_get(vc, "intermediate_size", 3072, int, w),
-        num_layers=_get(vc, "num_hidden_layers", 12, int, w),
-        num_heads=_get(vc, "num_attention_heads", 12, int, w),
-        layer_norm_eps=_get(vc, "layer_norm_eps", 1e-6, float, w),
-        num_channels=_get(vc, "num_channels", 3, int, w),
-        image_size=_get(vc, "image_size", pre_size or 224, int, w),
-        patch_size=_get(vc, "patch_size", 16, int, w),
+        hidden_size=v.get("hidden_size", int),
+        intermediate_size=v.get("intermediate_size", int),
+        num_layers=v.get("num_hidden_layers", int),
+        num_heads=v.get("num_attention_heads", int),
+        layer_norm_eps=v.get("layer_norm_eps", float),
+        num_channels=v.get("num_channels", int),
+        image_size=v.get("image_size", int),
+        patch_size=v.get("patch_size", int),
     )
+    for key, value in (("hidden_size", vision.hidden_size), ("intermediate_size", vision.intermediate_size),
+                       ("num_hidden_layers", vision.num_layers), ("num_attention_heads", vision.num_heads),
+                       ("num_channels", vision.num_channels), ("image_size", vision.image_size),
+                       ("patch_size", vision.patch_size), ("layer_norm_eps", vision.layer_norm_eps)):
+        _positive(v, key, value)
+    vact = v.get("hidden_act", str)
+    if vact not in ("gelu_pytorch_tanh", "gelu_new"):
+        raise ExportError(f"config.json: {v.describe('hidden_act')} is not supported (expected gelu_pytorch_tanh)")
     if vision.hidden_size % vision.num_heads:
         raise ExportError(f"config.json: vision hidden_size {vision.hidden_size} is not a multiple of num_attention_heads {vision.num_heads}")
+    if vision.image_size % vision.patch_size:
+        raise ExportError(f"config.json: {v.describe('image_size')} is not a multiple of {v.describe('patch_size')}")
+    # The projector maps vision features to PaliGemmaConfig.projection_dim (it overrides
+    # vision_config.projection_dim); they replace <image> embeddings, so it must be the text width.
+    projection_dim = top.get("projection_dim", int)
+    if projection_dim != text.hidden_size:
+        raise ExportError(f"config.json: {top.describe('projection_dim')} differs from {t.describe('hidden_size')}: "
+                          "the projector's output replaces text embeddings")
+
+    size = preprocessor.get("size") or {}
+    pre_size = size.get("height") if isinstance(size, dict) else None
     if pre_size is not None and int(pre_size) != vision.image_size:
-        raise ExportError(f"preprocessor_config.json: size {pre_size} differs from vision_config.image_size {vision.image_size}")
+        raise ExportError(f"preprocessor_config.json: size {pre_size} differs from {v.describe('image_size')}")
+    seq = preprocessor.get("image_seq_length")
+    if seq is not None and int(seq) != vision.num_image_tokens:
+        raise ExportError(f"preprocessor_config.json: image_seq_length {seq} differs from the "
+                          f"{vision.num_image_tokens} image tokens of {v.describe('image_size')} and "
+                          f"{v.describe('patch_size')}")
     return text, vision
+
+
+def image_token_index(cfg: dict) -> int:
+    """PaliGemmaConfig.image_token_index (transformers maps image_token_id onto it)."""
+    key = "image_token_id" if "image_token_id" in cfg and "image_token_index" not in cfg else "image_token_index"
+    defaults = dict(PALIGEMMA_DEFAULTS, image_token_id=PALIGEMMA_DEFAULTS["image_token_index"])
+    return _Section(cfg, "config", defaults, "PaliGemmaConfig").get(key, int)
+
+
+def check_weights(ckpt: "Checkpoint", text: TextConfig, vision: VisionConfig) -> None:
+    """The architecture the config describes against the tensors' shapes, before any module is built, naming
+    the config field (or the default it fell back to) and the tensor (transformers would fail to load these
+    with a size mismatch)."""
+    def shape(name):
+        if not ckpt.has(name):
+            raise ExportError(f"missing tensor {ckpt.source_name(name)}")
+        return tuple(int(s) for s in ckpt.info(name)[1])
+
+    def expect(name, dim, got, want, what):
+        if got != want:
+            raise ExportError(f"config.json and weights disagree: {what} is {want}, but tensor "
+                              f"{ckpt.source_name(name)} has {got} (dimension {dim} of {list(shape(name))})")
+
+    emb = "language.embed_tokens.weight"
+    rows, cols = shape(emb)
+    expect(emb, 0, rows, text.vocab_size, "text_config.vocab_size")
+    expect(emb, 1, cols, text.hidden_size, "text_config.hidden_size")
+    q = "language.layers.0.self_attn.q_proj.weight"
+    expect(q, 0, shape(q)[0], text.num_heads * text.head_dim,
+           f"num_attention_heads x head_dim ({text.num_heads} x {text.head_dim})")
+    k = "language.layers.0.self_attn.k_proj.weight"
+    expect(k, 0, shape(k)[0], text.num_kv_heads * text.head_dim,
+           f"num_key_value_heads x head_dim ({text.num_kv_heads} x {text.head_dim})")
+    g = "language.layers.0.mlp.gate_proj.weight"
+    expect(g, 0, shape(g)[0], text.intermediate_size, "text_config.intermediate_size")
+    n_text = _layer_count(ckpt, "language.layers.")
+    if n_text != text.num_layers:
+        raise ExportError(f"config.json and weights disagree: text_config.num_hidden_layers is {text.num_layers}, "
+                          f"but the weights hold {n_text} language layers")
+    n_vis = _layer_count(ckpt, "vision.encoder.layers.")
+    if n_vis != vision.num_layers:
+        raise ExportError(f"config.json and weights disagree: vision_config.num_hidden_layers is "
+                          f"{vision.num_layers}, but the weights hold {n_vis} vision layers")
+    pos = "vision.embeddings.position_embedding.weight"
+    expect(pos, 0, shape(pos)[0], vision.num_image_tokens,
+           f"the number of image tokens ((image_size {vision.image_size} // patch_size {vision.patch_size})^2)")
+    expect(pos, 1, shape(pos)[1], vision.hidden_size, "vision_config.hidden_size")
+    fc1 = "vision.encoder.layers.0.mlp.fc1.weight"
+    expect(fc1, 0, shape(fc1)[0], vision.intermediate_size, "vision_config.intermediate_size")
+    patch = "vision.embeddings.patch_embedding.weight"
+    expect(patch, 2, shape(patch)[2], vision.patch_size, "vision_config.patch_size")
+    proj = "projector.linear.weight"
+    expect(proj, 0, shape(proj)[0], text.hidden_size, "projection_dim (= text_config.hidden_size)")
+
+
+def _layer_count(ckpt: "Checkpoint", prefix: str) -> int:
+    """1 + the highest layer index with any tensor under prefix (0 when none)."""
+    top = -1
+    for name in ckpt.names():
+        if name.startswith(prefix):
+            idx = name[len(prefix):].split(".", 1)[0]
+            if idx.isdigit():
+                top = max(top, int(idx))
+    return top + 1
 
 
 def weight_files(folder: str) -> List[str]:
@@ -266,6 +486,9 @@ class Checkpoint:
 
     def has(self, canonical: str) -> bool:
         return canonical in self._where
+
+    def names(self) -> List[str]:
+        return list(self._where)
 
     def source_name(self, canonical: str) -> str:
         return self._where[canonical][1] if canonical in self._where else hub_name(canonical)

@@ -14,8 +14,8 @@ import tempfile
 from typing import Callable, Dict, Optional
 
 from . import FORMAT_VERSION, __version__
-from .checkpoint import (Checkpoint, check_dtype_name, parse_config, read_json, resolve_source, torch_dtype,
-                         weight_files)
+from .checkpoint import (Checkpoint, check_dtype_name, check_weights, image_token_index, parse_config, read_json,
+                         resolve_source, torch_dtype, weight_files)
 from .errors import ExportError
 from .safetensors_io import write_streaming
 
@@ -211,6 +211,10 @@ def export(checkpoint: str, vae: str, out: str, dtype: Optional[str] = None, for
     weight_files(folder)
     tok_path = os.path.join(folder, "tokenizer.json")
     tokens = _token_ids(read_json(tok_path, "tokenizer.json"))
+    if image_token_index(cfg) != tokens["image"]:
+        absent = "" if "image_token_index" in cfg or "image_token_id" in cfg else " (absent: PaliGemmaConfig's default)"
+        raise ExportError(f"config.json: image_token_index {image_token_index(cfg)}{absent} is not tokenizer.json's "
+                          f"<image> id {tokens['image']}")
     vae_arrays = _load_vae(vae)
     _check_vae(vae_arrays, vae)
     out = _prepare_out(out, force)
@@ -228,9 +232,7 @@ def export(checkpoint: str, vae: str, out: str, dtype: Optional[str] = None, for
                 name = cfg.get("torch_dtype") or cfg.get("dtype") or (cfg.get("text_config") or {}).get("torch_dtype")
                 target_name = check_dtype_name(name or "float32")
         target_dtype = torch_dtype(target_name)
-        for name in ("language.embed_tokens.weight", "projector.linear.weight"):
-            if not ckpt.has(name):
-                raise ExportError(f"missing tensor {ckpt.source_name(name)}")
+        check_weights(ckpt, text, vision)
         try:
             tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".tmp-", dir=os.path.dirname(out))
         except OSError as e:

@@ -23,19 +23,22 @@ _FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 def tensor_specs(cfg: dict) -> List[Tuple[str, Tuple[int, ...], str]]:
     """(hub name, shape, init kind) of every tensor of a PaliGemma 2 checkpoint with config `cfg`.
     init kind: 'w' (normal, std 1/sqrt(fan_in)), 'emb' (normal, std 1/sqrt(last dim)), 'zero', 'one', 'pos'."""
-    t, v = cfg["text_config"], cfg["vision_config"]
-    hv, iv, p = v["hidden_size"], v["intermediate_size"], v["patch_size"]
-    ch = v.get("num_channels", 3)
-    n_patches = (v["image_size"] // p) ** 2
-    ht, it = t["hidden_size"], t["intermediate_size"]
-    nh, kvh = t["num_attention_heads"], t["num_key_value_heads"]
-    d = t.get("head_dim", ht // nh)
+    from .checkpoint import parse_config
+    # The architecture as the exporter (and transformers) reads it: absent keys take the class defaults
+    # (e.g. head_dim 256, not hidden_size // num_attention_heads).
+    text, vision = parse_config(cfg)
+    hv, iv, p = vision.hidden_size, vision.intermediate_size, vision.patch_size
+    ch = vision.num_channels
+    n_patches = vision.num_image_tokens
+    ht, it = text.hidden_size, text.intermediate_size
+    nh, kvh = text.num_heads, text.num_kv_heads
+    d = text.head_dim
     specs = []
     vp = "vision_tower.vision_model."
     specs += [(vp + "embeddings.patch_embedding.weight", (hv, ch, p, p), "w"),
               (vp + "embeddings.patch_embedding.bias", (hv,), "zero"),
               (vp + "embeddings.position_embedding.weight", (n_patches, hv), "pos")]
-    for i in range(v["num_hidden_layers"]):
+    for i in range(vision.num_layers):
         lp = f"{vp}encoder.layers.{i}."
         for norm in ("layer_norm1", "layer_norm2"):
             specs += [(lp + norm + ".weight", (hv,), "one"), (lp + norm + ".bias", (hv,), "zero")]
@@ -47,8 +50,8 @@ def tensor_specs(cfg: dict) -> List[Tuple[str, Tuple[int, ...], str]]:
               ("multi_modal_projector.linear.weight", (ht, hv), "w"),
               ("multi_modal_projector.linear.bias", (ht,), "zero")]
     lp0 = "language_model.model."
-    specs.append((lp0 + "embed_tokens.weight", (t["vocab_size"], ht), "emb"))
-    for i in range(t["num_hidden_layers"]):
+    specs.append((lp0 + "embed_tokens.weight", (text.vocab_size, ht), "emb"))
+    for i in range(text.num_layers):
         lp = f"{lp0}layers.{i}."
         for norm in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
                      "post_feedforward_layernorm"):
@@ -106,9 +109,11 @@ def make_random(config_path: str, out: str, seed: int = 0, shard_bytes: int = 2 
     if not isinstance(cfg, dict) or "text_config" not in cfg or "vision_config" not in cfg:
         raise ExportError(f"{config_path} is not a PaliGemma config (text_config/vision_config missing)")
     v = cfg["vision_config"]
+    from .checkpoint import parse_config
     if image_size:
         v["image_size"] = image_size
-    v["num_image_tokens"] = (v["image_size"] // v["patch_size"]) ** 2
+    _, vision = parse_config(cfg)
+    v["num_image_tokens"] = vision.num_image_tokens
     if os.path.exists(out) and os.listdir(out):
         if not force:
             raise ExportError(f"{out} exists and is not empty (use --force)")
@@ -141,7 +146,7 @@ def make_random(config_path: str, out: str, seed: int = 0, shard_bytes: int = 2 
         json.dump(cfg, f, indent=2)
     with open(os.path.join(_FIXTURE, "preprocessor_config.json"), encoding="utf-8") as f:
         pre = json.load(f)
-    pre["size"] = {"height": v["image_size"], "width": v["image_size"]}
+    pre["size"] = {"height": vision.image_size, "width": vision.image_size}
     pre["image_seq_length"] = v["num_image_tokens"]
     with open(os.path.join(out, "preprocessor_config.json"), "w", encoding="utf-8") as f:
         json.dump(pre, f, indent=2)

@@ -5,7 +5,7 @@ softmax in fp32, RoPE cos/sin computed in fp32 then cast to the model dtype, att
 masking, final logit soft-cap. Parameters are allocated with torch.empty (no random init: a 3B model would
 spend minutes initialising weights that are overwritten at once) and filled by exporter.weights.
 
-Attention masks (what transformers 5.x computes for PaliGemma via masking_utils): PaliGemma passes an
+Attention masks (what transformers >= 4.53 / 5.x computes for PaliGemma via masking_utils): PaliGemma passes an
 `or_mask_function` marking the whole prefix (image tokens + <bos> + prompt + "\\n") as one bidirectional block
 to BOTH create_causal_mask and create_sliding_window_causal_mask. So a position q may attend to kv iff
   kv is not padding AND ( (kv <= q AND (full layer OR q - kv < sliding_window))  OR  (q and kv both in prefix) ).
@@ -14,6 +14,8 @@ Consequences implemented here:
     even when the prefix is longer than sliding_window (896-px models: 4096 image tokens);
   * decode (generated tokens are never in the prefix): full layers attend to 0..pos, sliding layers to
     pos-sliding_window+1..pos (the last sliding_window positions including itself), as HF's sliding cache.
+transformers 4.47-4.52 also applied the window inside the prefix during the prefill (docs/bundle-format.md,
+"Sliding-window layers"); the two agree whenever the prefix fits in the window (224 and 448 px).
 """
 
 from typing import List, Tuple

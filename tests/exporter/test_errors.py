@@ -84,7 +84,7 @@ class Errors(unittest.TestCase):
 
     def test_not_gemma2(self):
         d = self.variant("pg1", config_edit=lambda c: c["text_config"].update(model_type="gemma"))
-        self.fail_with([d, "--vae", H.VAE_RANDOM], "gemma2")
+        self.fail_with([d, "--vae", H.VAE_RANDOM], "gemma2", "PaliGemma 1", "only PaliGemma 2 is supported")
 
     def test_missing_tensor(self):
         d = self.variant("missing", drop=[UP])
