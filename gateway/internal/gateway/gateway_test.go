@@ -130,7 +130,7 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 }
 
 func (e *env) startGateway(mutate func(*Config)) {
-	conn, err := Dial(e.addr)
+	conn, err := Dial(e.addr, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -215,8 +215,8 @@ func TestHTTPStatusMapping(t *testing.T) {
 		codes.OK: 200, codes.InvalidArgument: 400, codes.PermissionDenied: 403, codes.NotFound: 404,
 		codes.DeadlineExceeded: 504, codes.ResourceExhausted: 429, codes.Unavailable: 503, codes.Canceled: 499,
 		codes.Internal: 500, codes.Unknown: 500, codes.FailedPrecondition: 500, codes.Unimplemented: 500,
-		codes.Unauthenticated: 500, codes.Aborted: 500, codes.DataLoss: 500, codes.OutOfRange: 500,
-		codes.AlreadyExists: 500,
+		codes.Unauthenticated: 401, codes.Aborted: 409, codes.DataLoss: 500, codes.OutOfRange: 500,
+		codes.AlreadyExists: 409,
 	}
 	for c, code := range want {
 		if got := HTTPStatus(c); got != code {
@@ -438,6 +438,7 @@ func TestV1JSONProtoNamesAndDefaults(t *testing.T) {
 	}
 	// The request id reaches the server on generated routes too.
 	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/v1/segment", strings.NewReader(`{"prompt": "p", "image_url": "http://h/i"}`))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", "abc-1")
 	if r := e.do(req); r.code != 200 || r.header.Get("X-Request-Id") != "abc-1" {
 		t.Fatalf("%d %v", r.code, r.header)
@@ -521,6 +522,7 @@ func TestClientDisconnectCancelsCall(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.http.URL+"/v1/segment",
 		strings.NewReader(`{"prompt": "p", "image_url": "http://h/i"}`))
+	req.Header.Set("Content-Type", "application/json")
 	if _, err := http.DefaultClient.Do(req); err == nil {
 		t.Fatal("expected the client to give up")
 	}

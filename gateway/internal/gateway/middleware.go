@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,4 +266,28 @@ func NewJSONLogger(w io.Writer) *slog.Logger {
 			return a
 		},
 	}))
+}
+
+// withRecover turns a panic in a handler into a 500 with the usual error body (when nothing was written
+// yet) and a log line with the request id, instead of net/http's silently dropped connection.
+func (s *Server) withRecover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.errorLogger().LogAttrs(r.Context(), slog.LevelError, "handler panic",
+				slog.String("request_id", RequestID(r.Context())), slog.String("path", r.URL.Path),
+				slog.String("panic", fmt.Sprint(v)), slog.String("stack", string(debug.Stack())))
+			if rec.status == 0 {
+				WriteError(w, http.StatusInternalServerError, "internal error in the gateway")
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
 }
