@@ -42,6 +42,7 @@ type fakeBackend struct {
 	block     bool
 	ctxErrSet chan struct{}
 	stats     *pb.GetStatsResponse // what GetStats answers (metrics_test.go)
+	statsErr  error                // or this error
 }
 
 func (f *fakeBackend) Segment(ctx context.Context, req *pb.SegmentRequest) (*pb.SegmentResponse, error) {
@@ -106,8 +107,8 @@ type env struct {
 	logMu   sync.Mutex
 }
 
-func startBackend(t *testing.T, lis net.Listener, fake *fakeBackend) (*grpc.Server, *health.Server) {
-	s := grpc.NewServer()
+func startBackend(t *testing.T, lis net.Listener, fake *fakeBackend, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	s := grpc.NewServer(opts...)
 	pb.RegisterSegmentServiceServer(s, fake)
 	pb.RegisterModelServiceServer(s, fake)
 	h := health.NewServer()
