@@ -117,7 +117,7 @@ func main() {
 		fatal("cannot build the gateway", "error", err.Error())
 	}
 	srv, err := gateway.NewHTTPServer(handler, gateway.HTTPOptions{ReadHeaderTimeout: *readHeaderTimeout,
-		IdleTimeout: *idleTimeout, TLSCert: *tlsCert, TLSKey: *tlsKey})
+		IdleTimeout: *idleTimeout, TLSCert: *tlsCert, TLSKey: *tlsKey, ErrorLog: logger})
 	if err != nil {
 		fatal("bad HTTP server settings", "error", err.Error())
 	}

@@ -108,7 +108,7 @@ func TestPanicIs500WithLogLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := httpTestServer(t, gw)
-	req, _ := http.NewRequest("POST", srv+"/segment", strings.NewReader("prompt=p&image_url=http://h/i"))
+	req, _ := http.NewRequest("POST", srv.URL+"/segment", strings.NewReader("prompt=p&image_url=http://h/i"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Request-Id", "rid-panic")
 	r := e.do(req)
@@ -129,9 +129,9 @@ func TestPanicIs500WithLogLine(t *testing.T) {
 	}
 }
 
-func httpTestServer(t *testing.T, h http.Handler) string {
+func httpTestServer(t *testing.T, h http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv.URL
+	return srv
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -18,6 +19,9 @@ type HTTPOptions struct {
 	IdleTimeout time.Duration
 	// TLSCert, TLSKey (PEM files): serve HTTPS; both or neither.
 	TLSCert, TLSKey string
+	// ErrorLog receives net/http's own messages (TLS handshake failures, accept errors) as warnings, so
+	// they are JSON lines like the rest; nil leaves net/http's default (the standard logger).
+	ErrorLog *slog.Logger
 }
 
 // DefaultHTTPOptions: 10 s for headers, 120 s idle.
@@ -31,6 +35,9 @@ func NewHTTPServer(h http.Handler, o HTTPOptions) (*http.Server, error) {
 		return nil, errors.New("--read_header_timeout and --idle_timeout must be positive")
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: o.ReadHeaderTimeout, IdleTimeout: o.IdleTimeout}
+	if o.ErrorLog != nil {
+		srv.ErrorLog = slog.NewLogLogger(o.ErrorLog.Handler(), slog.LevelWarn)
+	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return nil, errors.New("--tls_cert and --tls_key go together")
 	}

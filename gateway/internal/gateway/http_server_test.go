@@ -24,6 +24,9 @@ func serveGateway(t *testing.T, e *env, o HTTPOptions) (string, *http.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.ErrorLog == nil {
+		o.ErrorLog = NewJSONLogger(logWriter{e})
+	}
 	srv, err := NewHTTPServer(gw, o)
 	if err != nil {
 		t.Fatal(err)
