@@ -181,6 +181,8 @@ func TestCredentialsForwardedOnEveryRoute(t *testing.T) {
 		t.Errorf("admin key reached the server on %d calls, want %d (one per route)", withKey, len(keyedRoutes))
 	}
 	// The keys are never written to the gateway's log.
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
 	for _, l := range e.logs {
 		if strings.Contains(l, userKey) || strings.Contains(l, adminKey) || strings.Contains(l, "not-a-key") {
 			t.Errorf("key in the log: %s", l)

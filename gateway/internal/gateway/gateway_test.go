@@ -511,8 +511,11 @@ func TestTimeoutBecomesDeadline(t *testing.T) {
 	if time.Since(start) > 5*time.Second {
 		t.Fatalf("took %v", time.Since(start))
 	}
-	if !e.fake.hasDL || time.Until(e.fake.deadline) > time.Second {
-		t.Fatalf("backend deadline %v (set %v)", e.fake.deadline, e.fake.hasDL)
+	e.fake.mu.Lock()
+	hasDL, deadline := e.fake.hasDL, e.fake.deadline
+	e.fake.mu.Unlock()
+	if !hasDL || time.Until(deadline) > time.Second {
+		t.Fatalf("backend deadline %v (set %v)", deadline, hasDL)
 	}
 }
 
