@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
@@ -260,5 +261,37 @@ func TestConflictIs409(t *testing.T) {
 		if r.code != 409 || string(r.body) != errJSON("model tiny is loading; its load was cancelled") {
 			t.Errorf("%v: %d %s", c, r.code, r.body)
 		}
+	}
+}
+
+// /openapi.json documents the bearer key (Swagger UI's "Authorize") and which routes need none.
+func TestOpenAPIDocumentsBearerKeys(t *testing.T) {
+	spec, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		SecurityDefinitions map[string]struct{ Type, Name, In string } `json:"securityDefinitions"`
+		Security            []map[string][]string                      `json:"security"`
+		Paths               map[string]map[string]struct {
+			Security *[]any `json:"security"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(spec, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if d := doc.SecurityDefinitions["bearer"]; d.Type != "apiKey" || d.Name != "Authorization" || d.In != "header" {
+		t.Fatalf("securityDefinitions %+v", doc.SecurityDefinitions)
+	}
+	if len(doc.Security) != 1 || doc.Security[0]["bearer"] == nil {
+		t.Fatalf("global security %v", doc.Security)
+	}
+	for _, p := range []string{"/", "/healthz", "/readyz"} {
+		if s := doc.Paths[p]["get"].Security; s == nil || len(*s) != 0 {
+			t.Errorf("%s should need no key: %v", p, s)
+		}
+	}
+	if s := doc.Paths["/v1/models:unload"]["post"].Security; s != nil {
+		t.Errorf("/v1/models:unload overrides the global key: %v", *s)
 	}
 }
