@@ -105,6 +105,13 @@ func (s *Server) errorStatus(r *http.Request, err error) (int, string) {
 	if he, ok := err.(*httpError); ok {
 		return he.code, he.detail
 	}
+	if st := bodyStateFrom(ctx); st != nil {
+		if readErr := st.readErr.Load(); readErr != nil {
+			if he := bodyReadFailure(*readErr); he != nil {
+				return he.code, he.detail
+			}
+		}
+	}
 	st := status.Convert(err)
 	// The server's gRPC receive limit answers RESOURCE_EXHAUSTED "received message larger than max";
 	// for an HTTP client that is an oversized request, not a busy server.

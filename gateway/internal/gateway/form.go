@@ -192,21 +192,31 @@ func readMultipart(mr *multipart.Reader, f *formFields) (*formFields, error) {
 	}
 }
 
-// bodyError: a body over the cap is 413 (the limit middleware records it); anything else is a bad body.
+// bodyError: a body over the cap is 413 (the limit middleware records it); a body that could not be read
+// is bodyReadFailure's answer; anything else is a bad body.
 func bodyError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return &httpError{code: http.StatusRequestEntityTooLarge, detail: tooLargeDetail(mbe.Limit)}
 	}
+	if he := bodyReadFailure(err); he != nil {
+		return he
+	}
+	return badRequest("Invalid form body: %v", err)
+}
+
+// bodyReadFailure answers a body that did not arrive: 408 when the read deadline (--request_timeout)
+// passed, 400 when the connection failed. nil for other errors. A socket error's text names the
+// gateway's and the peer's addresses; the client needs neither.
+func bodyReadFailure(err error) *httpError {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return &httpError{code: http.StatusRequestTimeout, detail: "The request body did not arrive within the request timeout."}
 	}
 	var netErr *net.OpError
 	if errors.As(err, &netErr) {
-		// A socket error names the gateway's and the peer's addresses; the client needs neither.
-		return badRequest("Invalid form body: the body could not be read")
+		return &httpError{code: http.StatusBadRequest, detail: "The request body could not be read."}
 	}
-	return badRequest("Invalid form body: %v", err)
+	return nil
 }
 
 // toSegmentRequest validates the fields the way the reference app did (prompt required, exactly one

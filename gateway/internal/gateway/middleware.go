@@ -179,6 +179,10 @@ func (s *Server) withObservability(next http.Handler) http.Handler {
 type bodyState struct {
 	limit    int64
 	tooLarge atomic.Bool
+	// readErr is the first other error reading the body (the read deadline, a reset connection). The
+	// /v1 routes' decoder error reaches the error handler only as text that names the sockets'
+	// addresses ("read tcp 10.0.0.5:8000->...: i/o timeout"); the answer is made from this instead.
+	readErr atomic.Pointer[error]
 }
 
 func bodyStateFrom(ctx context.Context) *bodyState {
@@ -198,6 +202,8 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if _, ok := err.(*http.MaxBytesError); ok {
 		b.st.tooLarge.Store(true)
+	} else if err != nil && err != io.EOF {
+		b.st.readErr.CompareAndSwap(nil, &err)
 	}
 	return n, err
 }
