@@ -1,7 +1,8 @@
 // Package gateway is the REST front of paligemma-server: the reference FastAPI app's endpoints (GET /,
 // POST /segment with form fields), the JSON routes generated from the proto's google.api.http annotations
-// (/v1/...), Swagger UI, health, limits and access logging. It only translates; every decision about a
-// request is the gRPC server's.
+// (/v1/...), Swagger UI, health, limits and access logging. It translates, passes the caller's
+// credentials on, and adds what only the HTTP side can (JSON-only /v1 bodies against CSRF, CORS, connection
+// timeouts, HTTPS); every decision about who may do what is the gRPC server's.
 package gateway
 
 import (
