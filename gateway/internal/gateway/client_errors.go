@@ -19,8 +19,15 @@ var grpcClientMarkers = []string{
 	"authentication handshake failed", "x509:", "tls:",
 }
 
-// clientSafeDetail is the detail a client sees for st, and whether st's own message was withheld.
+// clientSafeDetail is the detail a client sees for st, and whether st's own message was withheld. Only
+// the codes grpc-go gives its own failures are looked at: a client error from the server (INVALID_ARGUMENT
+// about an image_url, say) is the server's message, whatever words it uses.
 func clientSafeDetail(st *status.Status) (string, bool) {
+	switch st.Code() {
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.DeadlineExceeded, codes.Canceled:
+	default:
+		return st.Message(), false
+	}
 	msg := st.Message()
 	lower := strings.ToLower(msg)
 	for _, m := range grpcClientMarkers {

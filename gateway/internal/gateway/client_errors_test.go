@@ -75,6 +75,11 @@ func TestServerMessagesPassUnchanged(t *testing.T) {
 			t.Errorf("%q: %d %s", msg, r.code, r.body)
 		}
 	}
+	// A client error keeps the server's words, even ones that look like grpc-go's.
+	if got, withheld := clientSafeDetail(status.New(codes.InvalidArgument, "could not fetch image_url: tls: bad record")); withheld ||
+		got != "could not fetch image_url: tls: bad record" {
+		t.Errorf("INVALID_ARGUMENT rewritten: %q", got)
+	}
 	for _, msg := range []string{
 		`connection error: desc = "transport: Error while dialing: dial tcp 10.0.3.7:50051: connect: connection refused"`,
 		`last connection error: connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate is valid for server.internal, not 10.0.3.7"`,
