@@ -13,7 +13,9 @@ Every wait is bounded; every process binds 127.0.0.1 and is stopped."""
 import base64
 import os
 import shutil
+import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -80,6 +82,15 @@ def closed_by_peer(sock, timeout):
     except OSError:
         return True  # reset
     return False
+
+
+def served_certificate(port, cafile, check_name=True):
+    """The DER certificate the gateway's HTTPS port presents to a new connection."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = check_name
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.getpeercert(binary_form=True)
 
 
 def raw_get(port, path="/healthz"):
@@ -249,8 +260,10 @@ class GatewaySecurityTest(unittest.TestCase):
     def test_https(self):
         with tempfile.TemporaryDirectory(prefix="pg-pki-") as d:
             pki = make_pki(d)
-            with gw_harness.Gateway(self.server.address, "--tls_cert", pki("local.crt"),
-                                    "--tls_key", pki("local.key")) as gw:
+            shutil.copy(pki("local.crt"), pki("served.crt"))
+            shutil.copy(pki("local.key"), pki("served.key"))
+            with gw_harness.Gateway(self.server.address, "--tls_cert", pki("served.crt"),
+                                    "--tls_key", pki("served.key")) as gw:
                 r = requests.get(f"https://localhost:{gw.port}/v1/models", verify=pki("ca.crt"), timeout=30)
                 self.assertEqual(r.status_code, 200, r.text)
                 self.assertIn("tiny", r.text)
@@ -259,6 +272,16 @@ class GatewaySecurityTest(unittest.TestCase):
                 self.assertNotIn("tiny", r.text)
                 with self.assertRaises(requests.exceptions.SSLError):
                     requests.get(f"https://localhost:{gw.port}/healthz", verify=pki("other.crt"), timeout=30)
+                # Rotation: SIGHUP re-reads the certificate; new connections get the new one.
+                before = served_certificate(gw.port, pki("ca.crt"))
+                shutil.copy(pki("server.crt"), pki("served.crt"))  # a certificate for another name
+                shutil.copy(pki("server.key"), pki("served.key"))
+                gw.proc.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + 10
+                while served_certificate(gw.port, pki("ca.crt"), check_name=False) == before:
+                    self.assertLess(time.monotonic(), deadline, "certificate not reloaded on SIGHUP")
+                    time.sleep(0.1)
+                self.assertIn('"certificate reloaded"', gw.log())
 
     def test_keys_are_forwarded_and_never_logged_without_a_keys_file(self):
         """A server without a keys file serves everyone: the header passes through and is not logged."""

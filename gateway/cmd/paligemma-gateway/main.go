@@ -97,8 +97,8 @@ func main() {
 	if err != nil {
 		fatal("bad --cors_origins", "error", err.Error())
 	}
-	grpcTLS, err := gateway.ClientTLS(gateway.GRPCTLS{CA: *grpcCA, ServerName: *grpcServerName, Cert: *grpcCert,
-		Key: *grpcKey})
+	grpcTLS, grpcCerts, err := gateway.ClientTLS(gateway.GRPCTLS{CA: *grpcCA, ServerName: *grpcServerName,
+		Cert: *grpcCert, Key: *grpcKey})
 	if err != nil {
 		fatal("bad gRPC TLS settings", "error", err.Error())
 	}
@@ -135,21 +135,45 @@ func main() {
 		"cors_origins", len(origins))
 
 	done := make(chan error, 1)
-	go func() { done <- gateway.Serve(srv, ln) }()
+	go func() { done <- srv.Serve(ln) }()
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case err := <-done:
-		if !errors.Is(err, http.ErrServerClosed) {
-			fatal("serve failed", "error", err.Error())
+	for {
+		select {
+		case err := <-done:
+			if !errors.Is(err, http.ErrServerClosed) {
+				fatal("serve failed", "error", err.Error())
+			}
+			return
+		case <-hup:
+			// Rotated certificates: new connections use the re-read ones; a failed re-read keeps the old.
+			reloadCerts(map[string]*gateway.CertFiles{"https": srv.Certs, "grpc_client": grpcCerts})
+		case s := <-sig:
+			logger.Info("draining", "signal", s.String(), "timeout", drain.String())
+			ctx, cancel := context.WithTimeout(context.Background(), *drain)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				logger.Error("shutdown", "error", err.Error())
+			}
+			return
 		}
-	case s := <-sig:
-		logger.Info("draining", "signal", s.String(), "timeout", drain.String())
-		ctx, cancel := context.WithTimeout(context.Background(), *drain)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			logger.Error("shutdown", "error", err.Error())
+	}
+}
+
+// reloadCerts re-reads each configured certificate and logs the outcome.
+func reloadCerts(certs map[string]*gateway.CertFiles) {
+	for name, c := range certs {
+		if c == nil {
+			continue
 		}
+		if err := c.Reload(); err != nil {
+			logger.Error("certificate not reloaded; the previous one stays in use", "certificate", name,
+				"error", err.Error())
+			continue
+		}
+		logger.Info("certificate reloaded", "certificate", name)
 	}
 }

@@ -31,34 +31,35 @@ type GRPCTLS struct {
 	CA, ServerName, Cert, Key string
 }
 
-// ClientTLS is the tls.Config of o; nil (plaintext) when o names no CA.
-func ClientTLS(o GRPCTLS) (*tls.Config, error) {
+// ClientTLS is the tls.Config of o, nil (plaintext) when o names no CA, and the gateway's client
+// certificate when o has one (Reload re-reads it; the CA is read once).
+func ClientTLS(o GRPCTLS) (*tls.Config, *CertFiles, error) {
 	if o.CA == "" {
 		if o.Cert != "" || o.Key != "" || o.ServerName != "" {
-			return nil, errors.New("--grpc_tls_cert, --grpc_tls_key and --grpc_tls_server_name need --grpc_tls_ca")
+			return nil, nil, errors.New("--grpc_tls_cert, --grpc_tls_key and --grpc_tls_server_name need --grpc_tls_ca")
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	pem, err := os.ReadFile(o.CA)
 	if err != nil {
-		return nil, fmt.Errorf("reading the gRPC CA: %w", err)
+		return nil, nil, fmt.Errorf("reading the gRPC CA: %w", err)
 	}
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", o.CA)
+		return nil, nil, fmt.Errorf("%s holds no PEM certificate", o.CA)
 	}
 	conf := &tls.Config{RootCAs: roots, ServerName: o.ServerName, MinVersion: tls.VersionTLS12}
 	if (o.Cert == "") != (o.Key == "") {
-		return nil, errors.New("--grpc_tls_cert and --grpc_tls_key go together")
+		return nil, nil, errors.New("--grpc_tls_cert and --grpc_tls_key go together")
 	}
+	var certs *CertFiles
 	if o.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(o.Cert, o.Key)
-		if err != nil {
-			return nil, fmt.Errorf("loading the gateway's client certificate: %w", err)
+		if certs, err = LoadCertFiles(o.Cert, o.Key); err != nil {
+			return nil, nil, fmt.Errorf("the gateway's client certificate: %w", err)
 		}
-		conf.Certificates = []tls.Certificate{pair}
+		conf.GetClientCertificate = certs.clientCertificate
 	}
-	return conf, nil
+	return conf, certs, nil
 }
 
 // Dial connects (lazily) to the gRPC server(s): round_robin over the resolved addresses, reconnection

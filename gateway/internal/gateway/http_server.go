@@ -29,12 +29,20 @@ func DefaultHTTPOptions() HTTPOptions {
 	return HTTPOptions{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 }
 
-// NewHTTPServer is the http.Server that serves h with o's limits and, when o has a certificate, TLS.
-func NewHTTPServer(h http.Handler, o HTTPOptions) (*http.Server, error) {
+// HTTPServer is the gateway's http.Server and, when it serves HTTPS, its certificate (Certs.Reload
+// re-reads it).
+type HTTPServer struct {
+	*http.Server
+	Certs *CertFiles
+}
+
+// NewHTTPServer is the server that serves h with o's limits and, when o has a certificate, TLS.
+func NewHTTPServer(h http.Handler, o HTTPOptions) (*HTTPServer, error) {
 	if o.ReadHeaderTimeout <= 0 || o.IdleTimeout <= 0 {
 		return nil, errors.New("--read_header_timeout and --idle_timeout must be positive")
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: o.ReadHeaderTimeout, IdleTimeout: o.IdleTimeout}
+	srv := &HTTPServer{Server: &http.Server{Handler: h, ReadHeaderTimeout: o.ReadHeaderTimeout,
+		IdleTimeout: o.IdleTimeout}}
 	if o.ErrorLog != nil {
 		srv.ErrorLog = slog.NewLogLogger(o.ErrorLog.Handler(), slog.LevelWarn)
 	}
@@ -42,20 +50,21 @@ func NewHTTPServer(h http.Handler, o HTTPOptions) (*http.Server, error) {
 		return nil, errors.New("--tls_cert and --tls_key go together")
 	}
 	if o.TLSCert != "" {
-		pair, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		certs, err := LoadCertFiles(o.TLSCert, o.TLSKey)
 		if err != nil {
-			return nil, fmt.Errorf("loading the HTTPS certificate: %w", err)
+			return nil, fmt.Errorf("the HTTPS certificate: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+		srv.Certs = certs
+		srv.TLSConfig = &tls.Config{GetCertificate: certs.serverCertificate, MinVersion: tls.VersionTLS12}
 	}
 	return srv, nil
 }
 
-// Serve serves srv on ln, over TLS when NewHTTPServer gave it a certificate. A plain-HTTP request to a
-// TLS listener gets net/http's 400 "Client sent an HTTP request to an HTTPS server" and nothing else.
-func Serve(srv *http.Server, ln net.Listener) error {
-	if srv.TLSConfig != nil {
-		return srv.ServeTLS(ln, "", "")
+// Serve serves on ln, over TLS when NewHTTPServer gave the server a certificate. A plain-HTTP request to
+// a TLS listener gets net/http's 400 "Client sent an HTTP request to an HTTPS server" and nothing else.
+func (s *HTTPServer) Serve(ln net.Listener) error {
+	if s.TLSConfig != nil {
+		return s.ServeTLS(ln, "", "")
 	}
-	return srv.Serve(ln)
+	return s.Server.Serve(ln)
 }

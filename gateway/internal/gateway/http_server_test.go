@@ -13,7 +13,7 @@ import (
 
 // serveGateway serves a gateway (over e's fake backend) with NewHTTPServer's settings on 127.0.0.1 and
 // returns its address.
-func serveGateway(t *testing.T, e *env, o HTTPOptions) (string, *http.Server) {
+func serveGateway(t *testing.T, e *env, o HTTPOptions) (string, *HTTPServer) {
 	t.Helper()
 	conn, err := Dial(e.addr, nil)
 	if err != nil {
@@ -35,7 +35,7 @@ func serveGateway(t *testing.T, e *env, o HTTPOptions) (string, *http.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = Serve(srv, ln) }()
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), srv
 }

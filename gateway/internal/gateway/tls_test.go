@@ -110,7 +110,7 @@ func tlsBackend(t *testing.T, p pki, cert string, clientCA *x509.CertPool) *env 
 // gatewayOver starts a gateway (httptest, plain HTTP) that dials e's backend with o.
 func (e *env) gatewayOver(o GRPCTLS) {
 	e.t.Helper()
-	conf, err := ClientTLS(o)
+	conf, _, err := ClientTLS(o)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -189,8 +189,8 @@ func TestGRPCMutualTLS(t *testing.T) {
 
 func TestClientTLSChecked(t *testing.T) {
 	p := newPKI(t)
-	if conf, err := ClientTLS(GRPCTLS{}); conf != nil || err != nil {
-		t.Fatalf("no CA: %v %v", conf, err)
+	if conf, certs, err := ClientTLS(GRPCTLS{}); conf != nil || certs != nil || err != nil {
+		t.Fatalf("no CA: %v %v %v", conf, certs, err)
 	}
 	for name, o := range map[string]GRPCTLS{
 		"cert without CA":        {Cert: p.path("client.crt"), Key: p.path("client.key")},
@@ -200,7 +200,7 @@ func TestClientTLSChecked(t *testing.T) {
 		"CA file not PEM":        {CA: p.path("client.ext")},
 		"key of another cert":    {CA: p.path("ca.crt"), Cert: p.path("client.crt"), Key: p.path("local.key")},
 	} {
-		if _, err := ClientTLS(o); err == nil {
+		if _, _, err := ClientTLS(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -254,5 +254,104 @@ func TestHTTPSServed(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("handshake error not logged as JSON: %v", e.logs)
+	}
+}
+
+// copyPair puts the certificate and key of from where to's are (a rotation, as cert-manager does it).
+func (p pki) copyPair(from, to string) {
+	p.t.Helper()
+	for _, ext := range []string{".crt", ".key"} {
+		b, err := os.ReadFile(p.path(from + ext))
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if err := os.WriteFile(p.path(to+ext), b, 0o600); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+}
+
+func servedSerial(t *testing.T, addr string, roots *x509.CertPool) string {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// A rotated HTTPS certificate is served to new connections after Reload (SIGHUP); a reload that fails
+// (a half-written file) keeps the previous certificate.
+func TestHTTPSCertificateReload(t *testing.T) {
+	p := newPKI(t)
+	p.issue("ca", "local2", "DNS:localhost,IP:127.0.0.1", "serverAuth")
+	p.copyPair("local", "served")
+	e := newEnv(t, nil)
+	o := DefaultHTTPOptions()
+	o.TLSCert, o.TLSKey = p.path("served.crt"), p.path("served.key")
+	addr, srv := serveGateway(t, e, o)
+	roots := p.pool("ca")
+	before := servedSerial(t, addr, roots)
+	p.copyPair("local2", "served")
+	if got := servedSerial(t, addr, roots); got != before {
+		t.Fatal("certificate changed without a reload")
+	}
+	if err := srv.Certs.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	after := servedSerial(t, addr, roots)
+	if after == before {
+		t.Fatal("the rotated certificate is not served after Reload")
+	}
+	if err := os.WriteFile(p.path("served.crt"), []byte("-----BEGIN CERTIFICATE-----\nhalf"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Certs.Reload(); err == nil {
+		t.Fatal("a broken certificate file reloaded")
+	}
+	if got := servedSerial(t, addr, roots); got != after {
+		t.Fatal("a failed reload changed the certificate served")
+	}
+}
+
+// The gateway's client certificate for mutual TLS is re-read by Reload too: a gateway holding a refused
+// certificate recovers once the right one is in place and reloaded, without a restart.
+func TestGRPCClientCertificateReload(t *testing.T) {
+	p := newPKI(t)
+	p.issue("other", "stranger", "DNS:gateway", "clientAuth")
+	p.copyPair("stranger", "mine")
+	e := tlsBackend(t, p, "local", p.pool("ca"))
+	conf, certs, err := ClientTLS(GRPCTLS{CA: p.path("ca.crt"), Cert: p.path("mine.crt"), Key: p.path("mine.key")})
+	if err != nil || certs == nil {
+		t.Fatal(err)
+	}
+	conn, err := Dial(e.addr, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	gw, err := New(DefaultConfig(), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.http = httpTestServer(t, gw)
+	if r := e.get("/v1/models"); r.code != 503 {
+		t.Fatalf("with a stranger's certificate: %d %s", r.code, r.body)
+	}
+	p.copyPair("client", "mine")
+	if err := certs.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := e.get("/v1/models")
+		if r.code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery after the reload: %d %s", r.code, r.body)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
