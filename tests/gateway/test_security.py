@@ -283,6 +283,22 @@ class GatewaySecurityTest(unittest.TestCase):
                     time.sleep(0.1)
                 self.assertIn('"certificate reloaded"', gw.log())
 
+    def test_bad_settings_stop_the_gateway_at_start(self):
+        with tempfile.TemporaryDirectory(prefix="pg-pki-") as d:
+            pki = make_pki(d)
+            for args, message in [
+                (("--cors_origins", "*"), "bad --cors_origins"),
+                (("--cors_origins", "https://ok.example,app.example.com"), "bad --cors_origins"),
+                (("--tls_cert", pki("local.crt")), "--tls_cert and --tls_key go together"),
+                (("--tls_cert", pki("local.crt"), "--tls_key", pki("client.key")), "the HTTPS certificate"),
+                (("--grpc_tls_cert", pki("client.crt"), "--grpc_tls_key", pki("client.key")), "need --grpc_tls_ca"),
+                (("--grpc_tls_ca", pki("local.ext")), "holds no PEM certificate"),
+                (("--idle_timeout", "0s"), "must be positive"),
+            ]:
+                with self.assertRaises(RuntimeError) as e:
+                    gw_harness.Gateway(self.server.address, *args).stop()
+                self.assertIn(message, str(e.exception), args)
+
     def test_keys_are_forwarded_and_never_logged_without_a_keys_file(self):
         """A server without a keys file serves everyone: the header passes through and is not logged."""
         r = requests.get(f"{self.gateway.base}/v1/models", headers=bearer(ADMIN_KEY), timeout=30)
