@@ -19,7 +19,9 @@ class Gateway:
         self.log_path = os.path.join(self._dir, "gateway.log")
         self._log = open(self.log_path, "wb")
         full_env = dict(os.environ)
-        for k in ("PORT", "HOST", "GRPC_ENDPOINT"):
+        # The gateway's environment fallbacks that change what a test talks to (HTTPS, gRPC TLS, CORS).
+        for k in ("PORT", "HOST", "GRPC_ENDPOINT", "TLS_CERT", "TLS_KEY", "GRPC_TLS_CA", "GRPC_TLS_SERVER_NAME",
+                  "GRPC_TLS_CERT", "GRPC_TLS_KEY", "CORS_ORIGINS"):
             full_env.pop(k, None)
         full_env.update(env or {})
         cmd = [GATEWAY, "--grpc_endpoint", grpc_endpoint, "--host", "127.0.0.1", "--port", "0", *args]

@@ -73,21 +73,53 @@ func main() {
 		"one JSON stderr line per request [ACCESS_LOG]")
 	metricsTimeout := flag.Duration("metrics_timeout", envDuration("METRICS_TIMEOUT", def.MetricsTimeout),
 		"time limit of the GetStats call each /metrics scrape makes [METRICS_TIMEOUT]")
+	httpDef := gateway.DefaultHTTPOptions()
+	readHeaderTimeout := flag.Duration("read_header_timeout",
+		envDuration("READ_HEADER_TIMEOUT", httpDef.ReadHeaderTimeout),
+		"time a client gets to send a request's headers [READ_HEADER_TIMEOUT]")
+	idleTimeout := flag.Duration("idle_timeout", envDuration("IDLE_TIMEOUT", httpDef.IdleTimeout),
+		"idle keep-alive connections are closed after this long [IDLE_TIMEOUT]")
+	corsOrigins := flag.String("cors_origins", env("CORS_ORIGINS", ""),
+		"comma-separated exact origins (https://app.example.com) whose scripts may call the gateway; "+
+			"empty: no CORS headers [CORS_ORIGINS]")
+	tlsCert := flag.String("tls_cert", env("TLS_CERT", ""), "PEM certificate chain: serve HTTPS [TLS_CERT]")
+	tlsKey := flag.String("tls_key", env("TLS_KEY", ""), "PEM private key of --tls_cert [TLS_KEY]")
+	grpcCA := flag.String("grpc_tls_ca", env("GRPC_TLS_CA", ""),
+		"PEM CA certificate(s): dial the server over TLS, verifying its certificate with these [GRPC_TLS_CA]")
+	grpcServerName := flag.String("grpc_tls_server_name", env("GRPC_TLS_SERVER_NAME", ""),
+		"name the server's certificate must carry (default: the endpoint's host) [GRPC_TLS_SERVER_NAME]")
+	grpcCert := flag.String("grpc_tls_cert", env("GRPC_TLS_CERT", ""),
+		"PEM client certificate for a server that requires one (mutual TLS) [GRPC_TLS_CERT]")
+	grpcKey := flag.String("grpc_tls_key", env("GRPC_TLS_KEY", ""), "PEM private key of --grpc_tls_cert [GRPC_TLS_KEY]")
 	flag.Parse()
 
-	conn, err := gateway.Dial(*endpoint)
+	origins, err := gateway.ParseCORSOrigins(*corsOrigins)
+	if err != nil {
+		fatal("bad --cors_origins", "error", err.Error())
+	}
+	grpcTLS, grpcCerts, err := gateway.ClientTLS(gateway.GRPCTLS{CA: *grpcCA, ServerName: *grpcServerName,
+		Cert: *grpcCert, Key: *grpcKey})
+	if err != nil {
+		fatal("bad gRPC TLS settings", "error", err.Error())
+	}
+	conn, err := gateway.Dial(*endpoint, grpcTLS)
 	if err != nil {
 		fatal("bad grpc endpoint", "endpoint", *endpoint, "error", err.Error())
 	}
 	defer conn.Close()
 	cfg := gateway.Config{MaxBodyBytes: *maxBody, RequestTimeout: *timeout, ReadyTimeout: *readyTimeout,
-		MetricsTimeout: *metricsTimeout}
+		MetricsTimeout: *metricsTimeout, ErrorLogger: logger, CORSOrigins: origins}
 	if *accessLog {
 		cfg.Logger = logger
 	}
 	handler, err := gateway.New(cfg, conn)
 	if err != nil {
 		fatal("cannot build the gateway", "error", err.Error())
+	}
+	srv, err := gateway.NewHTTPServer(handler, gateway.HTTPOptions{ReadHeaderTimeout: *readHeaderTimeout,
+		IdleTimeout: *idleTimeout, TLSCert: *tlsCert, TLSKey: *tlsKey, ErrorLog: logger})
+	if err != nil {
+		fatal("bad HTTP server settings", "error", err.Error())
 	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
@@ -99,25 +131,49 @@ func main() {
 	fmt.Printf("listening on %s\n", net.JoinHostPort(*host, strconv.Itoa(actual)))
 	os.Stdout.Sync()
 	logger.Info("serving", "address", ln.Addr().String(), "backend", *endpoint,
-		"target", gateway.Target(*endpoint))
+		"target", gateway.Target(*endpoint), "https", srv.TLSConfig != nil, "grpc_tls", grpcTLS != nil,
+		"cors_origins", len(origins))
 
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case err := <-done:
-		if !errors.Is(err, http.ErrServerClosed) {
-			fatal("serve failed", "error", err.Error())
+	for {
+		select {
+		case err := <-done:
+			if !errors.Is(err, http.ErrServerClosed) {
+				fatal("serve failed", "error", err.Error())
+			}
+			return
+		case <-hup:
+			// Rotated certificates: new connections use the re-read ones; a failed re-read keeps the old.
+			reloadCerts(map[string]*gateway.CertFiles{"https": srv.Certs, "grpc_client": grpcCerts})
+		case s := <-sig:
+			logger.Info("draining", "signal", s.String(), "timeout", drain.String())
+			ctx, cancel := context.WithTimeout(context.Background(), *drain)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				logger.Error("shutdown", "error", err.Error())
+			}
+			return
 		}
-	case s := <-sig:
-		logger.Info("draining", "signal", s.String(), "timeout", drain.String())
-		ctx, cancel := context.WithTimeout(context.Background(), *drain)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			logger.Error("shutdown", "error", err.Error())
+	}
+}
+
+// reloadCerts re-reads each configured certificate and logs the outcome.
+func reloadCerts(certs map[string]*gateway.CertFiles) {
+	for name, c := range certs {
+		if c == nil {
+			continue
 		}
+		if err := c.Reload(); err != nil {
+			logger.Error("certificate not reloaded; the previous one stays in use", "certificate", name,
+				"error", err.Error())
+			continue
+		}
+		logger.Info("certificate reloaded", "certificate", name)
 	}
 }

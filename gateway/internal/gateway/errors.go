@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -24,10 +25,15 @@ func HTTPStatus(c codes.Code) int {
 		return http.StatusOK
 	case codes.InvalidArgument:
 		return http.StatusBadRequest
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
 	case codes.PermissionDenied:
 		return http.StatusForbidden
 	case codes.NotFound:
 		return http.StatusNotFound
+	case codes.Aborted, codes.AlreadyExists:
+		// A conflict with the resource's state (unloading a model that is still loading), not a fault.
+		return http.StatusConflict
 	case codes.DeadlineExceeded:
 		return http.StatusGatewayTimeout
 	case codes.ResourceExhausted:
@@ -67,8 +73,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_, _ = w.Write(body)
 }
 
-// WriteError writes {"status": "error", "detail": detail} with the given HTTP status.
+// WriteError writes {"status": "error", "detail": detail} with the given HTTP status. A 401 names the
+// scheme the server takes (RFC 6750), whichever route answered it.
 func WriteError(w http.ResponseWriter, code int, detail string) {
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
 	writeJSON(w, code, errorBody{Status: "error", Detail: detail})
 }
 
@@ -84,21 +94,37 @@ func badRequest(format string, args ...any) error {
 	return &httpError{code: http.StatusBadRequest, detail: fmt.Sprintf(format, args...)}
 }
 
-// errorStatus turns any error of a request into (HTTP status, detail).
-func errorStatus(ctx context.Context, err error) (int, string) {
+// errorStatus turns any error of a request into (HTTP status, detail). A detail that would show the
+// client the gateway's view of the network (see clientSafeDetail) is replaced, and logged in full under
+// the request id.
+func (s *Server) errorStatus(r *http.Request, err error) (int, string) {
+	ctx := r.Context()
 	if st := bodyStateFrom(ctx); st != nil && st.tooLarge.Load() {
 		return http.StatusRequestEntityTooLarge, tooLargeDetail(st.limit)
 	}
 	if he, ok := err.(*httpError); ok {
 		return he.code, he.detail
 	}
-	s := status.Convert(err)
+	if st := bodyStateFrom(ctx); st != nil {
+		if readErr := st.readErr.Load(); readErr != nil {
+			if he := bodyReadFailure(*readErr); he != nil {
+				return he.code, he.detail
+			}
+		}
+	}
+	st := status.Convert(err)
 	// The server's gRPC receive limit answers RESOURCE_EXHAUSTED "received message larger than max";
 	// for an HTTP client that is an oversized request, not a busy server.
-	if s.Code() == codes.ResourceExhausted && strings.Contains(strings.ToLower(s.Message()), "larger than max") {
-		return http.StatusRequestEntityTooLarge, "Request too large for the server: " + s.Message()
+	if st.Code() == codes.ResourceExhausted && strings.Contains(strings.ToLower(st.Message()), "larger than max") {
+		return http.StatusRequestEntityTooLarge, "Request too large for the server: " + st.Message()
 	}
-	return HTTPStatus(s.Code()), s.Message()
+	detail, withheld := clientSafeDetail(st)
+	if withheld {
+		s.errorLogger().LogAttrs(ctx, slog.LevelWarn, "backend call failed",
+			slog.String("request_id", RequestID(ctx)), slog.String("path", r.URL.Path),
+			slog.String("code", st.Code().String()), slog.String("error", st.Message()))
+	}
+	return HTTPStatus(st.Code()), detail
 }
 
 func tooLargeDetail(limit int64) string {
@@ -107,9 +133,9 @@ func tooLargeDetail(limit int64) string {
 
 // gatewayErrorHandler is grpc-gateway's error handler for the generated /v1 routes: same mapping and
 // same error shape as the form endpoints.
-func gatewayErrorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter,
-	r *http.Request, err error) {
-	code, detail := errorStatus(r.Context(), err)
+func (s *Server) gatewayErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler,
+	w http.ResponseWriter, r *http.Request, err error) {
+	code, detail := s.errorStatus(r, err)
 	WriteError(w, code, detail)
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,6 +25,9 @@ import (
 const (
 	msgNoImage   = "Provide either an image file or image URL."
 	msgBothImage = "Provide either an image file or image URL, not both."
+	// The server's answer for a blank prompt, word for word: the form route answers the same for every
+	// blank prompt, whether the server or the gateway sees it first.
+	msgBlankPrompt = `prompt is empty (e.g. "segment left wheel")`
 )
 
 // Form limits below the body cap: a form has a handful of fields, each a short text except the file.
@@ -124,7 +128,14 @@ func readForm(r *http.Request, maxMemory int64) (*formFields, error) {
 		if boundary == "" {
 			return nil, badRequest("Invalid form body: multipart boundary missing")
 		}
-		return readMultipart(multipart.NewReader(r.Body, boundary), f)
+		closing := newClosingWatch(r.Body, boundary)
+		f, err := readMultipart(multipart.NewReader(closing, boundary), f)
+		if err == nil && !closing.seen() {
+			// mime/multipart ends the parts at EOF, also when the body stops inside a part's headers: a
+			// body without its closing delimiter is a truncated upload, not a complete form.
+			return nil, badRequest("Invalid form body: the multipart body ends before its closing boundary")
+		}
+		return f, err
 	default:
 		return nil, &httpError{code: http.StatusUnsupportedMediaType,
 			detail: "Unsupported Content-Type " + mediaType +
@@ -181,16 +192,31 @@ func readMultipart(mr *multipart.Reader, f *formFields) (*formFields, error) {
 	}
 }
 
-// bodyError: a body over the cap is 413 (the limit middleware records it); anything else is a bad body.
+// bodyError: a body over the cap is 413 (the limit middleware records it); a body that could not be read
+// is bodyReadFailure's answer; anything else is a bad body.
 func bodyError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return &httpError{code: http.StatusRequestEntityTooLarge, detail: tooLargeDetail(mbe.Limit)}
 	}
+	if he := bodyReadFailure(err); he != nil {
+		return he
+	}
+	return badRequest("Invalid form body: %v", err)
+}
+
+// bodyReadFailure answers a body that did not arrive: 408 when the read deadline (--request_timeout)
+// passed, 400 when the connection failed. nil for other errors. A socket error's text names the
+// gateway's and the peer's addresses; the client needs neither.
+func bodyReadFailure(err error) *httpError {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return &httpError{code: http.StatusRequestTimeout, detail: "The request body did not arrive within the request timeout."}
 	}
-	return badRequest("Invalid form body: %v", err)
+	var netErr *net.OpError
+	if errors.As(err, &netErr) {
+		return &httpError{code: http.StatusBadRequest, detail: "The request body could not be read."}
+	}
+	return nil
 }
 
 // toSegmentRequest validates the fields the way the reference app did (prompt required, exactly one
@@ -201,6 +227,9 @@ func toSegmentRequest(f *formFields) (*pb.SegmentRequest, error) {
 	prompt, _ := f.get("prompt")
 	if prompt == "" {
 		return nil, badRequest("Missing required form field: prompt")
+	}
+	if isBlank(prompt) {
+		return nil, badRequest(msgBlankPrompt)
 	}
 	if s, _ := f.get("image_file"); s != "" {
 		return nil, badRequest("image_file must be a file upload (multipart/form-data).")

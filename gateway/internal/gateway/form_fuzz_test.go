@@ -62,8 +62,8 @@ func checkFormOutcome(t *testing.T, req *pb.SegmentRequest, err error) {
 		}
 		return
 	}
-	if req.GetPrompt() == "" {
-		t.Fatal("request without a prompt passed form validation")
+	if isBlank(req.GetPrompt()) {
+		t.Fatal("request without a prompt (or a blank one) passed form validation")
 	}
 	if len(req.GetImageData()) > 0 && req.GetImageUrl() != "" {
 		t.Fatal("request with both image_data and image_url passed form validation")
@@ -182,7 +182,7 @@ func FuzzSegmentForm(f *testing.F) {
 			if sent.GetPrompt() != prompt || sent.GetModelId() != modelID || sent.GetImageUrl() != imageURL {
 				t.Fatalf("form fields changed on the way: sent %v", sent)
 			}
-			if prompt == "" || (imageURL != "" && withFile && !urlencoded && (len(file) > 0 || fileName != "")) {
+			if isBlank(prompt) || (imageURL != "" && withFile && !urlencoded && (len(file) > 0 || fileName != "")) {
 				t.Fatalf("invalid form accepted: %v", sent)
 			}
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:

@@ -42,6 +42,7 @@ type fakeBackend struct {
 	block     bool
 	ctxErrSet chan struct{}
 	stats     *pb.GetStatsResponse // what GetStats answers (metrics_test.go)
+	statsErr  error                // or this error
 }
 
 func (f *fakeBackend) Segment(ctx context.Context, req *pb.SegmentRequest) (*pb.SegmentResponse, error) {
@@ -106,8 +107,8 @@ type env struct {
 	logMu   sync.Mutex
 }
 
-func startBackend(t *testing.T, lis net.Listener, fake *fakeBackend) (*grpc.Server, *health.Server) {
-	s := grpc.NewServer()
+func startBackend(t *testing.T, lis net.Listener, fake *fakeBackend, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	s := grpc.NewServer(opts...)
 	pb.RegisterSegmentServiceServer(s, fake)
 	pb.RegisterModelServiceServer(s, fake)
 	h := health.NewServer()
@@ -130,7 +131,7 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 }
 
 func (e *env) startGateway(mutate func(*Config)) {
-	conn, err := Dial(e.addr)
+	conn, err := Dial(e.addr, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -215,8 +216,8 @@ func TestHTTPStatusMapping(t *testing.T) {
 		codes.OK: 200, codes.InvalidArgument: 400, codes.PermissionDenied: 403, codes.NotFound: 404,
 		codes.DeadlineExceeded: 504, codes.ResourceExhausted: 429, codes.Unavailable: 503, codes.Canceled: 499,
 		codes.Internal: 500, codes.Unknown: 500, codes.FailedPrecondition: 500, codes.Unimplemented: 500,
-		codes.Unauthenticated: 500, codes.Aborted: 500, codes.DataLoss: 500, codes.OutOfRange: 500,
-		codes.AlreadyExists: 500,
+		codes.Unauthenticated: 401, codes.Aborted: 409, codes.DataLoss: 500, codes.OutOfRange: 500,
+		codes.AlreadyExists: 409,
 	}
 	for c, code := range want {
 		if got := HTTPStatus(c); got != code {
@@ -438,6 +439,7 @@ func TestV1JSONProtoNamesAndDefaults(t *testing.T) {
 	}
 	// The request id reaches the server on generated routes too.
 	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/v1/segment", strings.NewReader(`{"prompt": "p", "image_url": "http://h/i"}`))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", "abc-1")
 	if r := e.do(req); r.code != 200 || r.header.Get("X-Request-Id") != "abc-1" {
 		t.Fatalf("%d %v", r.code, r.header)
@@ -509,8 +511,11 @@ func TestTimeoutBecomesDeadline(t *testing.T) {
 	if time.Since(start) > 5*time.Second {
 		t.Fatalf("took %v", time.Since(start))
 	}
-	if !e.fake.hasDL || time.Until(e.fake.deadline) > time.Second {
-		t.Fatalf("backend deadline %v (set %v)", e.fake.deadline, e.fake.hasDL)
+	e.fake.mu.Lock()
+	hasDL, deadline := e.fake.hasDL, e.fake.deadline
+	e.fake.mu.Unlock()
+	if !hasDL || time.Until(deadline) > time.Second {
+		t.Fatalf("backend deadline %v (set %v)", deadline, hasDL)
 	}
 }
 
@@ -521,6 +526,7 @@ func TestClientDisconnectCancelsCall(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.http.URL+"/v1/segment",
 		strings.NewReader(`{"prompt": "p", "image_url": "http://h/i"}`))
+	req.Header.Set("Content-Type", "application/json")
 	if _, err := http.DefaultClient.Do(req); err == nil {
 		t.Fatal("expected the client to give up")
 	}

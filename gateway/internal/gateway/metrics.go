@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/paligemma-serve/paligemma-serve/gateway/gen/paligemma/v1"
 )
@@ -61,12 +63,11 @@ func (m *httpMetrics) observe(route, method string, status int, d time.Duration)
 	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
 }
 
-// serverCollector asks the gRPC server for its counters (ModelService.GetStats) on every scrape and
-// exports them as paligemma_server_*. When the server does not answer within the timeout it exports
-// only paligemma_server_up 0, so /metrics still answers (200) with the gateway's own metrics.
+// serverCollector exports the server's counters, fetched with ModelService.GetStats for this scrape
+// (handleMetrics), as paligemma_server_*. When the server did not answer, stats is nil and only
+// paligemma_server_up 0 is exported, so /metrics still answers (200) with the gateway's own metrics.
 type serverCollector struct {
-	client  pb.ModelServiceClient
-	timeout time.Duration
+	stats *pb.GetStatsResponse
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -128,10 +129,8 @@ func stateName(s pb.Model_State) string {
 }
 
 func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	st, err := c.client.GetStats(ctx, &pb.GetStatsRequest{})
-	if err != nil {
+	st := c.stats
+	if st == nil {
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
 		return
 	}
@@ -198,16 +197,36 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// newMetricsRegistry holds the gateway's HTTP metrics, the server collector and the Go runtime and
-// process collectors.
-func newMetricsRegistry(client pb.ModelServiceClient, timeout time.Duration) (*prometheus.Registry, *httpMetrics) {
+// newMetricsRegistry holds the gateway's HTTP metrics and the Go runtime and process collectors (the
+// server's come per scrape, see handleMetrics).
+func newMetricsRegistry() (*prometheus.Registry, *httpMetrics) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(&serverCollector{client: client, timeout: timeout})
 	return reg, newHTTPMetrics(reg)
 }
 
-func metricsHandler(reg *prometheus.Registry) http.Handler {
+// handleMetrics answers a scrape: the gateway's metrics and the server's, from a GetStats call made with
+// the scraper's credentials (the server decides who may read its counters). A server that refuses them
+// gets its answer passed on (401/403, no metrics at all: the gateway's own would tell an anonymous caller
+// about the traffic); a server that does not answer leaves paligemma_server_up 0 and the rest.
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	timeout := s.cfg.MetricsTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(outgoingContext(r), timeout)
+	stats, err := s.models.GetStats(ctx, &pb.GetStatsRequest{})
+	cancel()
+	if err != nil {
+		if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
+			s.writeErr(w, r, err)
+			return
+		}
+		stats = nil
+	}
+	scrape := prometheus.NewRegistry()
+	scrape.MustRegister(&serverCollector{stats: stats})
 	// ContinueOnError: a broken metric never turns the scrape into a 500.
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	promhttp.HandlerFor(prometheus.Gatherers{s.promReg, scrape},
+		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP(w, r)
 }

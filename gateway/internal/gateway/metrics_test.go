@@ -13,6 +13,9 @@ import (
 func (f *fakeBackend) GetStats(context.Context, *pb.GetStatsRequest) (*pb.GetStatsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.statsErr != nil {
+		return nil, f.statsErr
+	}
 	if f.stats == nil {
 		return &pb.GetStatsResponse{}, nil
 	}

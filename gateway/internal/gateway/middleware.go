@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,6 +179,10 @@ func (s *Server) withObservability(next http.Handler) http.Handler {
 type bodyState struct {
 	limit    int64
 	tooLarge atomic.Bool
+	// readErr is the first other error reading the body (the read deadline, a reset connection). The
+	// /v1 routes' decoder error reaches the error handler only as text that names the sockets'
+	// addresses ("read tcp 10.0.0.5:8000->...: i/o timeout"); the answer is made from this instead.
+	readErr atomic.Pointer[error]
 }
 
 func bodyStateFrom(ctx context.Context) *bodyState {
@@ -196,6 +202,8 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if _, ok := err.(*http.MaxBytesError); ok {
 		b.st.tooLarge.Store(true)
+	} else if err != nil && err != io.EOF {
+		b.st.readErr.CompareAndSwap(nil, &err)
 	}
 	return n, err
 }
@@ -264,4 +272,28 @@ func NewJSONLogger(w io.Writer) *slog.Logger {
 			return a
 		},
 	}))
+}
+
+// withRecover turns a panic in a handler into a 500 with the usual error body (when nothing was written
+// yet) and a log line with the request id, instead of net/http's silently dropped connection.
+func (s *Server) withRecover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.errorLogger().LogAttrs(r.Context(), slog.LevelError, "handler panic",
+				slog.String("request_id", RequestID(r.Context())), slog.String("path", r.URL.Path),
+				slog.String("panic", fmt.Sprint(v)), slog.String("stack", string(debug.Stack())))
+			if rec.status == 0 {
+				WriteError(w, http.StatusInternalServerError, "internal error in the gateway")
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
 }

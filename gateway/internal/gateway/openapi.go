@@ -41,6 +41,7 @@ const handWritten = `{
         "responses": {
           "200": {"description": "Boxes and masks.", "schema": {"$ref": "#/definitions/SegmentFormResponse"}},
           "400": {"description": "Bad input.", "schema": {"$ref": "#/definitions/Error"}},
+          "401": {"description": "No or unknown API key (server with --api_keys_file).", "schema": {"$ref": "#/definitions/Error"}},
           "413": {"description": "Body over the limit.", "schema": {"$ref": "#/definitions/Error"}},
           "503": {"description": "Backend unavailable.", "schema": {"$ref": "#/definitions/Error"}},
           "default": {"description": "Error.", "schema": {"$ref": "#/definitions/Error"}}
@@ -66,7 +67,11 @@ const handWritten = `{
       "get": {
         "summary": "Prometheus metrics: the gateway's HTTP metrics and the server's counters (paligemma_server_*; paligemma_server_up 0 when the server does not answer).",
         "operationId": "Metrics", "tags": ["Health"], "produces": ["text/plain"],
-        "responses": {"200": {"description": "Prometheus text exposition format.", "schema": {"type": "string"}}}
+        "responses": {
+          "200": {"description": "Prometheus text exposition format.", "schema": {"type": "string"}},
+          "401": {"description": "No or unknown API key: the server refused the scrape's GetStats.", "schema": {"$ref": "#/definitions/Error"}},
+          "403": {"description": "The key is not an admin key (and the server lacks --metrics_open).", "schema": {"$ref": "#/definitions/Error"}}
+        }
       }
     }
   },
@@ -133,6 +138,18 @@ func OpenAPI() ([]byte, error) {
 	}
 	for k, v := range extra["definitions"].(map[string]any) {
 		defs[k] = v
+	}
+	// API keys (when the server has --api_keys_file): Swagger UI's "Authorize" sends them on every call
+	// but those of the open routes (health, the welcome message).
+	doc["securityDefinitions"] = map[string]any{"bearer": map[string]any{
+		"type": "apiKey", "name": "Authorization", "in": "header",
+		"description": "\"Bearer <key>\" when the server has --api_keys_file: a user key for segmenting and listing models, an admin key also for loading, unloading, /v1/stats and /metrics. A missing or unknown key is 401, a key without the role 403.",
+	}}
+	doc["security"] = []any{map[string]any{"bearer": []any{}}}
+	for _, open := range []string{"/", "/healthz", "/readyz"} {
+		for _, op := range paths[open].(map[string]any) {
+			op.(map[string]any)["security"] = []any{}
+		}
 	}
 	doc["tags"] = append([]any{
 		map[string]any{"name": "Original API", "description": "The reference FastAPI app's endpoints, unchanged."},

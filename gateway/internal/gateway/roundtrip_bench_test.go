@@ -30,7 +30,7 @@ func benchBackend(b *testing.B) (*grpc.ClientConn, *fakeBackend) {
 	pb.RegisterModelServiceServer(s, fake)
 	go func() { _ = s.Serve(lis) }()
 	b.Cleanup(s.Stop)
-	conn, err := Dial(lis.Addr().String())
+	conn, err := Dial(lis.Addr().String(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/paligemma-serve/paligemma-serve/gateway/gen/paligemma/v1"
@@ -97,8 +96,7 @@ func (s *Server) handleSegmentForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setModel(r.Context(), req.GetModelId())
-	ctx := metadata.AppendToOutgoingContext(r.Context(), requestIDKey, RequestID(r.Context()))
-	resp, err := s.segment.Segment(ctx, req)
+	resp, err := s.segment.Segment(outgoingContext(r), req)
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -108,6 +106,6 @@ func (s *Server) handleSegmentForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
-	code, detail := errorStatus(r.Context(), err)
+	code, detail := s.errorStatus(r, err)
 	WriteError(w, code, detail)
 }

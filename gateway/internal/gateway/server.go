@@ -1,7 +1,8 @@
 // Package gateway is the REST front of paligemma-server: the reference FastAPI app's endpoints (GET /,
 // POST /segment with form fields), the JSON routes generated from the proto's google.api.http annotations
-// (/v1/...), Swagger UI, health, limits and access logging. It only translates; every decision about a
-// request is the gRPC server's.
+// (/v1/...), Swagger UI, health, limits and access logging. It translates, passes the caller's
+// credentials on, and adds what only the HTTP side can (JSON-only /v1 bodies against CSRF, CORS, connection
+// timeouts, HTTPS); every decision about who may do what is the gRPC server's.
 package gateway
 
 import (
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -33,6 +35,11 @@ type Config struct {
 	MetricsTimeout time.Duration
 	// Logger receives one JSON access-log record per request; nil logs nothing.
 	Logger *slog.Logger
+	// ErrorLogger receives what the gateway keeps from clients (internal error details, panics), under
+	// the request id; nil means Logger.
+	ErrorLogger *slog.Logger
+	// CORSOrigins are the exact origins whose scripts may call the gateway (see browser.go); none: no CORS.
+	CORSOrigins []string
 }
 
 // DefaultConfig is the documented defaults (25 MiB bodies, 300 s per request).
@@ -48,13 +55,19 @@ type Server struct {
 	health  healthpb.HealthClient
 	gw      *runtime.ServeMux
 	openapi []byte
+	models  pb.ModelServiceClient
 	metrics *httpMetrics
-	promReg http.Handler
+	promReg *prometheus.Registry
 	handler http.Handler
 }
 
 // New builds the gateway over a connection to the gRPC server (see Dial).
 func New(cfg Config, conn grpc.ClientConnInterface) (*Server, error) {
+	origins, err := ParseCORSOrigins(strings.Join(cfg.CORSOrigins, ","))
+	if err != nil {
+		return nil, err
+	}
+	cfg.CORSOrigins = origins
 	s := &Server{
 		cfg:     cfg,
 		segment: pb.NewSegmentServiceClient(conn),
@@ -66,13 +79,9 @@ func New(cfg Config, conn grpc.ClientConnInterface) (*Server, error) {
 	}
 	s.gw = runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, bodyJSONPb{jsonpb}),
-		runtime.WithErrorHandler(gatewayErrorHandler),
+		runtime.WithErrorHandler(s.gatewayErrorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
-		runtime.WithMetadata(func(ctx context.Context, r *http.Request) metadata.MD {
-			// Called once the route matched: ctx carries the route pattern for the metrics and log.
-			if pattern, ok := runtime.HTTPPathPattern(ctx); ok {
-				setRoute(r.Context(), pattern)
-			}
+		runtime.WithMetadata(func(_ context.Context, r *http.Request) metadata.MD {
 			return metadata.Pairs(requestIDKey, RequestID(r.Context()))
 		}),
 		runtime.WithForwardResponseOption(func(ctx context.Context, _ http.ResponseWriter, m proto.Message) error {
@@ -81,6 +90,8 @@ func New(cfg Config, conn grpc.ClientConnInterface) (*Server, error) {
 			}
 			return nil
 		}),
+		runtime.WithIncomingHeaderMatcher(forwardNoHeaders),
+		runtime.WithMiddlewares(s.onV1Route),
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithWriteContentLength(),
 	)
@@ -92,19 +103,15 @@ func New(cfg Config, conn grpc.ClientConnInterface) (*Server, error) {
 	if err := pb.RegisterModelServiceHandlerClient(ctx, s.gw, models); err != nil {
 		return nil, err
 	}
-	timeout := cfg.MetricsTimeout
-	if timeout <= 0 {
-		timeout = 2 * time.Second
-	}
-	reg, metrics := newMetricsRegistry(models, timeout)
-	s.metrics = metrics
-	s.promReg = metricsHandler(reg)
+	s.models = models
+	s.promReg, s.metrics = newMetricsRegistry()
 	spec, err := OpenAPI()
 	if err != nil {
 		return nil, err
 	}
 	s.openapi = spec
-	s.handler = s.withRequestID(s.withObservability(s.withLimits(http.HandlerFunc(s.route))))
+	s.handler = s.withRequestID(s.withObservability(s.withRecover(s.withCORS(s.withLimits(
+		s.withCredentials(http.HandlerFunc(s.route)))))))
 	return s, nil
 }
 
@@ -129,9 +136,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		setRoute(ctx, "/readyz")
 		s.only(w, r, http.MethodGet, s.handleReadyz)
 	case p == "/metrics":
-		// Prometheus text format; never needs the backend (paligemma_server_up says whether it answered).
 		setRoute(ctx, "/metrics")
-		s.only(w, r, http.MethodGet, s.promReg.ServeHTTP)
+		s.only(w, r, http.MethodGet, s.handleMetrics)
 	case p == "/openapi.json":
 		setRoute(ctx, "/openapi.json")
 		s.only(w, r, http.MethodGet, s.handleOpenAPI)
@@ -174,9 +180,11 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
 	defer cancel()
+	// Health is open (probes carry no key): only the request id goes along.
+	ctx = metadata.AppendToOutgoingContext(ctx, requestIDKey, RequestID(r.Context()))
 	resp, err := s.health.Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
-		_, detail := errorStatus(r.Context(), err)
+		_, detail := s.errorStatus(r, err)
 		WriteError(w, http.StatusServiceUnavailable, "backend not ready: "+detail)
 		return
 	}
