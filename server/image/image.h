@@ -80,8 +80,9 @@ absl::StatusOr<std::string> EncodePng(const Image& image);
 // An 8-bit greyscale PNG of width x height whose rows outside [row_first, row_end) are zero and
 // whose row y inside is written by fill_row(y, row) (width bytes, zeroed before the call). Rows are
 // streamed into zlib (fast level, run-length strategy, no PNG filter) and never held as a whole
-// image: the full-size masks, mostly zero rows, cost a fraction of EncodePng's time and memory.
-// Decodes to the same pixels as EncodePng of the same image.
+// image; the zero rows outside are spliced from deflate blocks made once, at no cost per row: the
+// full-size masks cost a fraction of EncodePng's time and memory. Decodes to the same pixels as
+// EncodePng of the same image.
 absl::StatusOr<std::string> EncodeGreyPngRows(
     int width, int height, int row_first, int row_end,
     const std::function<void(int y, uint8_t* row)>& fill_row);
