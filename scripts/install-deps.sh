@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates curl unzip
   libtorch-dev python3-torch libopenblas0-pthread
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev grpc-proto
-  libabsl-dev libcurl4-openssl-dev catch2 libstb-dev nlohmann-json3-dev
+  libabsl-dev libcurl4-openssl-dev catch2 libstb-dev nlohmann-json3-dev zlib1g-dev
   python3-numpy python3-requests python3-grpcio python3-pil
 )
 # Only the tests use these: headless chromium (gateway docs), the Debian base image for the Docker stage,

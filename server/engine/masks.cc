@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace pg::engine {
 
@@ -40,6 +41,21 @@ image::Image FullMask(const image::Image& mask64, const std::array<int, 4>& box,
     }
   }
   return canvas;
+}
+
+absl::StatusOr<std::string> FullMaskPng(const image::Image* mask64, const std::array<int, 4>& box,
+                                        int width, int height) {
+  const int x1 = std::clamp(box[0], 0, width), y1 = std::clamp(box[1], 0, height);
+  const int x2 = std::clamp(box[2], 0, width), y2 = std::clamp(box[3], 0, height);
+  if (mask64 == nullptr || x2 <= x1 || y2 <= y1) {
+    return image::EncodeGreyPngRows(width, height, 0, 0, [](int, uint8_t*) {});
+  }
+  const image::RowResizer resizer(*mask64, x2 - x1, y2 - y1);
+  std::vector<uint8_t> resized(static_cast<size_t>(x2 - x1));
+  return image::EncodeGreyPngRows(width, height, y1, y2, [&](int y, uint8_t* row) {
+    resizer.Row(y - y1, resized.data());
+    for (int x = 0; x < x2 - x1; ++x) row[x1 + x] = resized[x] > 127 ? 255 : 0;
+  });
 }
 
 }  // namespace pg::engine

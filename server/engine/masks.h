@@ -25,4 +25,10 @@ std::array<int, 4> LocToBox(const std::array<int, 4>& loc_yxyx, int width, int h
 image::Image FullMask(const image::Image& mask64, const std::array<int, 4>& box_xyxy, int width,
                       int height);
 
+// EncodePng(FullMask(...)) without ever holding the full-size image: the box's rows are resized
+// and thresholded one at a time into image::EncodeGreyPngRows. The same pixels, in a tenth of the
+// time. A null mask64 gives the all-zero mask (a box without segmentation tokens).
+absl::StatusOr<std::string> FullMaskPng(const image::Image* mask64,
+                                        const std::array<int, 4>& box_xyxy, int width, int height);
+
 }  // namespace pg::engine

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -103,6 +104,30 @@ int64_t ResultBytes(const SegmentResult& r) {
 
 }  // namespace
 
+absl::StatusOr<image::Image> Segmenter::DecodeToModelInput(const SegmentRequest& request,
+                                                           SegmentResult* result) const {
+  const auto& m = model_->manifest();
+  // The decode's peak bytes are reserved from the process-wide budget before any pixel exists,
+  // and given back once the full-size pixels are gone (full masks need only width and height).
+  ASSIGN_OR_RETURN(const image::ImageHeader header,
+                   image::ReadImageHeader(request.image_bytes, options_.image_limits));
+  image::DecodeBudget::Reservation reservation;
+  if (options_.decode_budget) {
+    const auto& o = request.options;
+    ASSIGN_OR_RETURN(reservation, options_.decode_budget->Reserve(header.decode_peak_bytes,
+                                                                  o.deadline, o.should_stop));
+  }
+  ASSIGN_OR_RETURN(image::Image original,
+                   image::DecodeImage(request.image_bytes, options_.image_limits));
+  result->original_width = original.width;
+  result->original_height = original.height;
+  // Preprocess exactly as the reference app: PIL bicubic to the model size (then rescale and
+  // normalise in the caller).
+  image::Image input = image::ResizeBicubic(original, m.image_size, m.image_size);
+  original = image::Image{};  // frees the pixels before the reservation is given back
+  return input;
+}
+
 absl::StatusOr<SegmentResult> Segmenter::Segment(const SegmentRequest& request) const {
   RETURN_IF_ERROR(Validate(request));
   const auto& m = model_->manifest();
@@ -125,12 +150,7 @@ absl::StatusOr<SegmentResult> Segmenter::Segment(const SegmentRequest& request) 
   }
 
   SegmentResult result;
-  // Preprocess exactly as the reference app: PIL bicubic to the model size, rescale, normalise.
-  ASSIGN_OR_RETURN(image::Image original,
-                   image::DecodeImage(request.image_bytes, options_.image_limits));
-  result.original_width = original.width;
-  result.original_height = original.height;
-  const image::Image input = image::ResizeBicubic(original, m.image_size, m.image_size);
+  ASSIGN_OR_RETURN(const image::Image input, DecodeToModelInput(request, &result));
   const std::vector<float> chw = image::Normalize(input, m.mean, m.std, m.rescale_factor);
   if (request.options.include_image) {
     ASSIGN_OR_RETURN(result.image_png,
@@ -172,8 +192,9 @@ absl::StatusOr<SegmentResult> Segmenter::Segment(const SegmentRequest& request) 
   result.text = tokenizer_->Decode(g.tokens, /*skip_special_tokens=*/true);
   const auto t3 = Clock::now();
 
-  ASSIGN_OR_RETURN(result.masks, MasksFromAnswer(result.text, original.width, original.height,
-                                                 request.options.include_full_masks));
+  ASSIGN_OR_RETURN(result.masks,
+                   MasksFromAnswer(result.text, result.original_width, result.original_height,
+                                   request.options.include_full_masks));
   const auto t4 = Clock::now();
 
   result.timings.preprocess_ms = Ms(t0, t1);
@@ -201,6 +222,11 @@ absl::StatusOr<std::vector<ObjectMask>> Segmenter::MasksFromAnswer(std::string_v
   }
   ASSIGN_OR_RETURN(auto decoded, model_->DecodeMasks(codes));
   size_t next_mask = 0;
+  // Full-size masks stop once the response's pixel budget is spent (--max_full_mask_pixels): the
+  // objects past it keep their box and 64x64 mask, with an empty full_mask.
+  const int64_t mask_pixels = int64_t{width} * height;
+  int64_t full_mask_budget =
+      options_.max_full_mask_pixels < 0 ? INT64_MAX : options_.max_full_mask_pixels;
   for (const auto& o : objects) {
     ObjectMask out;
     out.label = o.label;
@@ -212,12 +238,10 @@ absl::StatusOr<std::vector<ObjectMask>> Segmenter::MasksFromAnswer(std::string_v
       out.has_mask = true;
     }
     ASSIGN_OR_RETURN(out.mask_png, image::EncodePng(mask64));
-    if (full_masks) {
-      const image::Image full =
-          out.has_mask ? FullMask(mask64, out.box, width, height)
-                       : image::Image{width, height, 1,
-                                      std::vector<uint8_t>(static_cast<size_t>(width) * height)};
-      ASSIGN_OR_RETURN(out.full_mask_png, image::EncodePng(full));
+    if (full_masks && mask_pixels <= full_mask_budget) {
+      full_mask_budget -= mask_pixels;
+      ASSIGN_OR_RETURN(out.full_mask_png,
+                       FullMaskPng(out.has_mask ? &mask64 : nullptr, out.box, width, height));
     }
     masks.push_back(std::move(out));
   }

@@ -10,6 +10,7 @@
 #include "server/engine/lru_cache.h"
 #include "server/engine/scheduler.h"
 #include "server/engine/types.h"
+#include "server/image/decode_budget.h"
 #include "server/image/image.h"
 #include "server/model/paligemma.h"
 #include "server/text/tokenizer.h"
@@ -31,6 +32,10 @@ struct EngineOptions {
   int64_t vision_cache_bytes = 256ll << 20;
   // Whole results kept by (image bytes hash, prompt, options); 0 = off.
   int64_t response_cache_bytes = 0;
+  // Decoded-image bytes shared by every model of the process (--decode_budget_mb); null = none.
+  std::shared_ptr<image::DecodeBudget> decode_budget;
+  // Pixels of full-size masks one response may carry (--max_full_mask_pixels); < 0 = no limit.
+  int64_t max_full_mask_pixels = -1;
 };
 
 class Segmenter {
@@ -54,6 +59,9 @@ class Segmenter {
  private:
   Segmenter() = default;
   absl::Status Validate(const SegmentRequest& request) const;
+  // Decodes under the decode budget and resizes to the model input; fills the original size.
+  absl::StatusOr<image::Image> DecodeToModelInput(const SegmentRequest& request,
+                                                  SegmentResult* result) const;
 
   EngineOptions options_;
   std::unique_ptr<model::PaliGemma> model_;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -16,6 +17,8 @@ struct SegmentOptions {
   bool include_full_masks = true;
   bool suppress_eos = false;          // parity tests only
   std::function<bool()> should_stop;  // deadline / cancellation, polled between decode steps
+  // The client's deadline: bounds waits for the decode budget.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 struct SegmentRequest {

@@ -143,7 +143,8 @@ absl::Status CheckComplete(Format format, std::string_view b) {
 // bytes of pixels with only a generic "unknown image type", and zero sizes with "corrupt", where
 // the caller deserves "too large" and "zero size". Returns false when the header is too short to
 // say (stb then reports it).
-bool HeaderSize(Format format, std::string_view b, int64_t* w, int64_t* h) {
+bool HeaderSize(Format format, std::string_view b, int64_t* w, int64_t* h,
+                bool* progressive = nullptr) {
   const auto* d = reinterpret_cast<const unsigned char*>(b.data());
   auto be16 = [&](size_t at) { return int64_t{d[at]} << 8 | d[at + 1]; };
   switch (format) {
@@ -187,6 +188,8 @@ bool HeaderSize(Format format, std::string_view b, int64_t* w, int64_t* h) {
           if (pos + 9 > b.size()) return false;
           *h = be16(pos + 5);
           *w = be16(pos + 7);
+          // SOF2, SOF6, SOF10, SOF14: progressive (stb decodes SOF2 only; the rest it refuses).
+          if (progressive != nullptr) *progressive = (m & 0x03) == 0x02;
           return true;
         }
         pos += 2 + static_cast<size_t>(be16(pos + 2));
@@ -231,9 +234,90 @@ absl::Status CheckEnoughData(Format format, size_t size, int64_t w, int64_t h) {
   return absl::OkStatus();
 }
 
-}  // namespace
+// The PNG header's bit depth (1..16) and channels before any expansion (palette counts as 1).
+int PngSampleBytes(std::string_view b) {
+  if (b.size() < 26) return 1;
+  const int depth = static_cast<unsigned char>(b[24]);
+  return depth > 8 ? 2 : 1;
+}
 
-absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& limits) {
+// Sum over the frame's components of their share of the pixels (H_i * V_i / (Hmax * Vmax)); `n`
+// full planes when the frame header cannot be read.
+double JpegPlanes(std::string_view b, int n) {
+  const auto* d = reinterpret_cast<const unsigned char*>(b.data());
+  size_t pos = 2;
+  while (pos + 4 <= b.size() && d[pos] == 0xFF) {
+    const unsigned char m = d[pos + 1];
+    if (m == 0xFF) {
+      ++pos;
+      continue;
+    }
+    if (m == 0xDA || m == 0xD9) break;
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
+      pos += 2;
+      continue;
+    }
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+      if (pos + 10 > b.size()) break;
+      const int count = d[pos + 9];
+      if (count < 1 || pos + 10 + 3 * static_cast<size_t>(count) > b.size()) break;
+      int hmax = 1, vmax = 1;
+      for (int i = 0; i < count; ++i) {
+        const unsigned char f = d[pos + 11 + 3 * i];
+        hmax = std::max(hmax, f >> 4);
+        vmax = std::max(vmax, f & 15);
+      }
+      double planes = 0;
+      for (int i = 0; i < count; ++i) {
+        const unsigned char f = d[pos + 11 + 3 * i];
+        planes += static_cast<double>(std::max(1, f >> 4) * std::max(1, f & 15)) / (hmax * vmax);
+      }
+      return planes;
+    }
+    pos += 2 + (static_cast<size_t>(d[pos + 2]) << 8 | d[pos + 3]);
+  }
+  return n;
+}
+
+// stb's peak bytes per pixel for a full decode to RGB, from reading its allocations (checked
+// against the counting allocator in image_test.cc for each format): GIF keeps the RGBA frame, its
+// background and a one-byte history (9 per pixel) and converts to RGB; PNG holds the inflated rows
+// and the expanded image at once (plus the compressed data); JPEG holds each component's samples
+// (a progressive one also two bytes per DCT coefficient) and the RGB result; BMP its result and the
+// conversion.
+int64_t StbPeakBytes(Format format, std::string_view b, int64_t w, int64_t h, int n,
+                     bool progressive) {
+  const int64_t px = w * h;
+  switch (format) {
+    case Format::kGif:
+      return 9 * px;  // RGBA frame, background, history; then the frame and our RGB copy (7)
+    case Format::kPng: {
+      const int64_t raw = static_cast<int64_t>(n) * PngSampleBytes(b);
+      const int64_t expanded = std::max<int64_t>(raw, 4);  // palette -> RGB(A), grey -> RGB
+      return (raw + expanded) * px + (px * raw) / 8 + static_cast<int64_t>(b.size());
+    }
+    case Format::kJpeg: {
+      // Components are padded to whole MCUs (up to 16 pixels more each way); subsampled chroma
+      // holds a fraction of the pixels (4:2:0: 1 + 1/4 + 1/4).
+      const double planes = JpegPlanes(b, n);
+      const auto samples = static_cast<int64_t>(planes * static_cast<double>((w + 16) * (h + 16)));
+      return (progressive ? 3 : 1) * samples + 3 * px;
+    }
+    case Format::kBmp:
+      return 7 * px;
+    default:
+      return 9 * px;
+  }
+}
+
+struct Checked {
+  Format format = Format::kUnknown;
+  int width = 0, height = 0, channels = 0;
+  bool progressive = false;
+};
+
+// Every check that needs no decoding, in the order DecodeImage has always applied them.
+absl::StatusOr<Checked> CheckBeforeDecoding(std::string_view bytes, const DecodeLimits& limits) {
   if (bytes.empty()) return absl::InvalidArgumentError("empty image data");
   if (static_cast<int64_t>(bytes.size()) > limits.max_bytes ||
       bytes.size() > static_cast<size_t>(INT_MAX)) {
@@ -255,7 +339,9 @@ absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& li
   const int len = static_cast<int>(bytes.size());
   // Limits are checked from the header before stb allocates width * height * 3 bytes: first from
   // our own reading of the header, then from stb's (which also validates the header's structure).
-  if (int64_t hw, hh; HeaderSize(format, bytes, &hw, &hh))
+  Checked c;
+  c.format = format;
+  if (int64_t hw, hh; HeaderSize(format, bytes, &hw, &hh, &c.progressive))
     RETURN_IF_ERROR(CheckSize(hw, hh, limits));
   int w = 0, h = 0, n = 0;
   if (!stbi_info_from_memory(data, len, &w, &h, &n)) {
@@ -264,6 +350,37 @@ absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& li
   RETURN_IF_ERROR(CheckSize(w, h, limits));
   RETURN_IF_ERROR(CheckEnoughData(format, bytes.size(), w, h));
   if (absl::Status complete = CheckComplete(format, bytes); !complete.ok()) return complete;
+  c.width = w;
+  c.height = h;
+  c.channels = n;
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<ImageHeader> ReadImageHeader(std::string_view bytes, const DecodeLimits& limits) {
+  ASSIGN_OR_RETURN(const Checked c, CheckBeforeDecoding(bytes, limits));
+  ImageHeader out;
+  out.width = c.width;
+  out.height = c.height;
+  out.channels = c.channels;
+  out.progressive = c.progressive;
+  const int64_t px = int64_t{c.width} * c.height;
+  // stb's buffers, or (whichever is more) its RGB result and our copy of it, or that copy and an
+  // EXIF-rotated one; then the resize's intermediate rows and some slack for the small buffers.
+  out.decode_peak_bytes =
+      std::max(StbPeakBytes(c.format, bytes, c.width, c.height, c.channels, c.progressive),
+               6 * px) +
+      3 * int64_t{1024} * c.height + (1 << 20);
+  return out;
+}
+
+absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& limits) {
+  ASSIGN_OR_RETURN(const Checked c, CheckBeforeDecoding(bytes, limits));
+  const Format format = c.format;
+  const int w = c.width, h = c.height;
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int len = static_cast<int>(bytes.size());
 
   Image out;
   int dw = 0, dh = 0, dn = 0;
@@ -278,9 +395,22 @@ absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& li
       const uint8_t v = static_cast<uint8_t>(std::min<int>(grey.get()[i], 255));
       std::memset(&out.pixels[i * 3], v, 3);
     }
+  } else if (format == Format::kGif) {
+    // stb decodes a GIF frame as RGBA, and converting it to RGB inside stb happens while the
+    // frame's background and history buffers (5 bytes a pixel) are still held: 12 bytes a pixel at
+    // the peak. Dropping alpha here, once stb has freed those, is the same conversion at 9.
+    std::unique_ptr<stbi_uc, StbiFree> rgba(stbi_load_from_memory(data, len, &dw, &dh, &dn, 4));
+    if (!rgba)
+      return absl::InvalidArgumentError(absl::StrCat("could not decode image: ", StbReason()));
+    out.width = dw;
+    out.height = dh;
+    const size_t count = static_cast<size_t>(dw) * dh;
+    out.pixels.resize(count * 3);
+    const stbi_uc* src = rgba.get();
+    for (size_t i = 0; i < count; ++i) std::memcpy(&out.pixels[i * 3], &src[i * 4], 3);
   } else {
     // req_comp = 3 is exactly convert("RGB"): grey replicated, palette expanded, alpha dropped (not
-    // composited), 16-bit reduced to the high byte; GIF yields its first frame.
+    // composited), 16-bit reduced to the high byte.
     std::unique_ptr<stbi_uc, StbiFree> rgb(stbi_load_from_memory(data, len, &dw, &dh, &dn, 3));
     if (!rgb)
       return absl::InvalidArgumentError(absl::StrCat("could not decode image: ", StbReason()));

@@ -8,6 +8,7 @@
 // - the horizontal pass runs first (only over the source rows the vertical pass will read), its
 // result is
 //   clipped to uint8, then the vertical pass; a pass whose size does not change is skipped.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -116,6 +117,63 @@ Image Vertical(const Image& src, int out_h, const Coeffs& c, int row_shift) {
 }
 
 }  // namespace
+
+struct RowResizer::State {
+  int width = 0, height = 0, channels = 1;
+  bool vertical = false;
+  Coeffs vert;
+  int row_shift = 0;
+  Image rows;  // the horizontal pass's output (or the source when only the height changes)
+};
+
+RowResizer::RowResizer(const Image& src, int width, int height) {
+  auto s = std::make_shared<State>();
+  s->width = width > 0 ? width : 0;
+  s->height = height > 0 ? height : 0;
+  s->channels = src.channels;
+  if (s->width == 0 || s->height == 0 || src.width <= 0 || src.height <= 0 ||
+      (width == src.width && height == src.height)) {
+    // Same size is a copy; degenerate sizes are zeros (as ResizeBicubic).
+    s->rows =
+        (width == src.width && height == src.height)
+            ? src
+            : Image{s->width, s->height, src.channels,
+                    std::vector<uint8_t>(static_cast<size_t>(s->width) * s->height * src.channels)};
+    state_ = std::move(s);
+    return;
+  }
+  s->vertical = height != src.height;
+  s->vert = Precompute(src.height, height);
+  const int ybox_first = s->vert.bounds[0];
+  const int ybox_last = s->vert.bounds[height * 2 - 2] + s->vert.bounds[height * 2 - 1];
+  if (width != src.width) {
+    s->rows =
+        Horizontal(src, ybox_first, ybox_last - ybox_first, width, Precompute(src.width, width));
+    s->row_shift = ybox_first;
+  } else {
+    s->rows = src;
+  }
+  state_ = std::move(s);
+}
+
+void RowResizer::Row(int yy, uint8_t* o) const {
+  const State& s = *state_;
+  const size_t stride = static_cast<size_t>(s.rows.width) * s.channels;
+  if (!s.vertical) {
+    std::copy_n(&s.rows.pixels[static_cast<size_t>(yy) * stride], stride, o);
+    return;
+  }
+  const int ymin = s.vert.bounds[yy * 2] - s.row_shift, ymax = s.vert.bounds[yy * 2 + 1];
+  const int32_t* k = &s.vert.k[static_cast<size_t>(yy) * s.vert.ksize];
+  // The same sums as Vertical(), taken row by row so that the inner loop vectorises.
+  std::vector<int32_t> acc(stride, 1 << (kPrecisionBits - 1));
+  for (int y = 0; y < ymax; ++y) {
+    const uint8_t* in = &s.rows.pixels[static_cast<size_t>(y + ymin) * stride];
+    const int32_t w = k[y];
+    for (size_t i = 0; i < stride; ++i) acc[i] += in[i] * w;
+  }
+  for (size_t i = 0; i < stride; ++i) o[i] = Clip8(acc[i]);
+}
 
 Image ResizeBicubic(const Image& src, int width, int height) {
   if (width == src.width && height == src.height) return src;  // PIL: same size and box is a copy

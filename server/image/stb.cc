@@ -5,6 +5,12 @@
 // were bypassed. STBI_NO_STDIO: everything is decoded from memory. STBI_FAILURE_USERMSG: readable
 // failure reasons. stb_image 2.27 keeps its failure reason in a thread_local under C++11, so
 // concurrent decodes are safe.
+#include "server/image/decoder_memory.h"
+
+// Counted allocations: the decode budget's estimates are checked against what stb really holds.
+#define STBI_MALLOC(size) pg::image::DecoderMalloc(size)
+#define STBI_REALLOC(p, size) pg::image::DecoderRealloc(p, size)
+#define STBI_FREE(p) pg::image::DecoderFree(p)
 #define STBI_NO_STDIO
 #define STBI_FAILURE_USERMSG
 #define STBI_ONLY_JPEG

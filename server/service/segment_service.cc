@@ -89,6 +89,15 @@ absl::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
   engine::SegmentRequest engine_request;
   engine_request.prompt = std::move(parsed->prompt);
   engine_request.options = parsed->options;
+  const auto tq = Clock::now();
+  auto model = registry_->Get(parsed->model_id, deadline, cancelled);
+  if (!model.ok()) return model.status();
+  auto ticket = admission_->Enter(deadline, cancelled);
+  if (!ticket.ok()) return ticket.status();
+  const double queue_ms = MsSince(tq);
+
+  // The fetch runs under the admission ticket: --max_concurrent bounds downloads like compute, and
+  // a request refused as busy has not fetched a byte.
   double fetch_ms = 0;
   if (!parsed->image_url.empty()) {
     const auto tf = Clock::now();
@@ -100,17 +109,11 @@ absl::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
     engine_request.image_bytes = std::move(parsed->image_data);
   }
 
-  const auto tq = Clock::now();
-  auto model = registry_->Get(parsed->model_id, deadline, cancelled);
-  if (!model.ok()) return model.status();
-  auto ticket = admission_->Enter(deadline, cancelled);
-  if (!ticket.ok()) return ticket.status();
-  const double queue_ms = MsSince(tq);
-
   // Polled between decode steps: a client that gave up stops costing compute within one token.
   engine_request.options.should_stop = [context, deadline] {
     return context->IsCancelled() || Clock::now() >= deadline;
   };
+  engine_request.options.deadline = deadline;
   absl::StatusOr<engine::SegmentResult> result = (*model)->Segment(engine_request);
   if (!result.ok()) return result.status();
   trace->tokens = static_cast<int64_t>(result->generated_token_ids.size());

@@ -1,6 +1,6 @@
-// paligemma.v1.SegmentService: validate at the edge, fetch image_url, get the model from the
-// registry, wait for an execution slot, run the engine with the client's deadline and cancellation,
-// translate back.
+// paligemma.v1.SegmentService: validate at the edge, get the model from the registry, wait for an
+// execution slot, fetch image_url under it, run the engine with the client's deadline and
+// cancellation, translate back.
 #pragma once
 
 #include "paligemma/v1/paligemma.grpc.pb.h"

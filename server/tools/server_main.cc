@@ -19,6 +19,7 @@
 #include "server/common/log.h"
 #include "server/common/status.h"
 #include "server/engine/segmenter.h"
+#include "server/image/decode_budget.h"
 #include "server/registry/model_id.h"
 #include "server/registry/registry.h"
 #include "server/service/admission.h"
@@ -78,7 +79,8 @@ std::vector<pg::tools::FlagSpec> Specs() {
       {"connect_timeout_ms", "CONNECT_TIMEOUT_MS", "5000", false, "image_url connect timeout"},
       {"max_redirects", "MAX_REDIRECTS", "3", false, "image_url redirects followed"},
       {"max_concurrent", "MAX_CONCURRENT", "0", false,
-       "requests past admission at once (0 = unlimited: each model's scheduler bounds them)"},
+       "requests past admission at once (image_url fetch, decode, model, masks); 0 = "
+       "max(--max_batch, 2 x cores)"},
       {"max_queue", "MAX_QUEUE", "64", false,
        "requests waiting for a decode slot per model; more get RESOURCE_EXHAUSTED"},
       {"max_batch", "MAX_BATCH", "8", false,
@@ -90,6 +92,12 @@ std::vector<pg::tools::FlagSpec> Specs() {
        "vision-tower outputs cached per model by image content (0 = off)"},
       {"response_cache_mb", "RESPONSE_CACHE_MB", "0", false,
        "whole responses cached by (image, prompt, options) per model (0 = off)"},
+      {"decode_budget_mb", "DECODE_BUDGET_MB", "512", false,
+       "decoded-image memory shared by concurrent requests: a decode reserves its peak first; "
+       "one that cannot get it within 5 s gets RESOURCE_EXHAUSTED"},
+      {"max_full_mask_pixels", "MAX_FULL_MASK_PIXELS", "300000000", false,
+       "full-size mask pixels per response (width x height per mask); objects past it get an "
+       "empty full_mask (box and 64x64 mask kept)"},
       {"drain_timeout_s", "DRAIN_TIMEOUT_S", "30", false,
        "on SIGTERM, how long in-flight requests may finish"},
       {"max_connection_age_s", "MAX_CONNECTION_AGE_S", "300", false,
@@ -196,7 +204,8 @@ int main(int argc, char** argv) {
        {"port", "threads", "max_loaded_models", "max_image_bytes", "max_prompt_bytes",
         "max_new_tokens_limit", "fetch_timeout_ms", "connect_timeout_ms", "max_redirects",
         "max_concurrent", "max_queue", "drain_timeout_s", "max_batch", "max_context",
-        "vision_cache_mb", "response_cache_mb", "max_connection_age_s"}) {
+        "vision_cache_mb", "response_cache_mb", "max_connection_age_s", "decode_budget_mb",
+        "max_full_mask_pixels"}) {
     auto v = flags.GetInt(name);
     if (!v.ok()) return Fail(std::string(v.status().message()));
     if (*v < 0) return Fail(absl::StrCat("--", name, " must not be negative"));
@@ -231,6 +240,10 @@ int main(int argc, char** argv) {
   ro.engine.max_context = ints["max_context"];
   ro.engine.vision_cache_bytes = ints["vision_cache_mb"] << 20;
   ro.engine.response_cache_bytes = ints["response_cache_mb"] << 20;
+  if (ints["decode_budget_mb"] == 0) return Fail("--decode_budget_mb must be positive");
+  ro.engine.decode_budget = std::make_shared<pg::image::DecodeBudget>(
+      ints["decode_budget_mb"] << 20, std::chrono::seconds(5));
+  ro.engine.max_full_mask_pixels = ints["max_full_mask_pixels"];
   ro.max_loaded_models = static_cast<int>(std::max(1LL, ints["max_loaded_models"]));
   ro.hub.endpoint = flags.Get("hf_endpoint");
   while (!ro.hub.endpoint.empty() && ro.hub.endpoint.back() == '/') ro.hub.endpoint.pop_back();
@@ -256,8 +269,12 @@ int main(int argc, char** argv) {
   fetch.allowed = *cidrs;
 
   // Model compute is bounded per model by its scheduler (--max_batch running, --max_queue waiting);
-  // --max_concurrent optionally also bounds everything around it (fetch, decode, masks).
-  const long long max_concurrent = ints["max_concurrent"] > 0 ? ints["max_concurrent"] : 1 << 20;
+  // --max_concurrent bounds everything around it too (fetch, decode, masks). Its default keeps
+  // every decode slot of one model busy and the cores fed while others fetch or decode images.
+  const long long cores = std::max(1u, std::thread::hardware_concurrency());
+  const long long max_concurrent = ints["max_concurrent"] > 0
+                                       ? ints["max_concurrent"]
+                                       : std::max<long long>(ro.engine.max_batch, 2 * cores);
   pg::service::Admission admission(static_cast<int>(max_concurrent),
                                    static_cast<int>(ints["max_queue"]));
   pg::service::ServerStats stats;
@@ -332,6 +349,8 @@ int main(int argc, char** argv) {
                             {"models_dir", ro.models_dir},
                             {"default_model", ro.default_model},
                             {"preload", preload},
+                            {"max_concurrent", max_concurrent},
+                            {"decode_budget_mb", ints["decode_budget_mb"]},
                             {"hub", ro.hub.endpoint},
                             {"hub_token", !ro.hub.token.empty()},
                             {"api_keys", policy.keys_required},

@@ -97,6 +97,63 @@ class AllowedImageUrlTest(harness.ServerTestCase):
         self.assertLess(after - before, 64 * 1024)
 
 
+class FetchAdmissionTest(harness.ServerTestCase):
+    """image_url fetches run under the admission ticket: with --max_concurrent 1 --max_queue 2, eight
+    simultaneous image_url requests download one at a time, and the five refused as busy never reach the
+    HTTP server (before, all eight downloaded at once and five were refused only afterwards)."""
+    server_args = ("--allow_private_urls", "--max_concurrent", "1", "--max_queue", "2")
+
+    def test_fetches_bounded_and_refused_before_download(self):
+        with open(harness.IMAGE, "rb") as f:
+            body = f.read()
+        state = {"now": 0, "peak": 0, "total": 0}
+        lock = threading.Lock()
+
+        class Slow(harness.QuietHandler):
+            def do_GET(self):
+                with lock:
+                    state["now"] += 1
+                    state["total"] += 1
+                    state["peak"] = max(state["peak"], state["now"])
+                try:
+                    time.sleep(1.0)  # a slow origin: the download holds its slot for a second
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/png")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                finally:
+                    with lock:
+                        state["now"] -= 1
+
+        http = harness.HttpServer(Slow)
+        self.addCleanup(http.close)
+        results = [None] * 8
+
+        def call(i):
+            try:
+                self.server.segment(prompt=PROMPT, image_url=http.url(f"/{i}.png"), max_new_tokens=2,
+                                    timeout=60)
+                results[i] = grpc.StatusCode.OK
+            except grpc.RpcError as e:
+                results[i] = e.code()
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=90)
+        self.assertFalse(any(t.is_alive() for t in threads))
+        busy = results.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        ok = results.count(grpc.StatusCode.OK)
+        print(f"\n[measure] 8 image_url requests, --max_concurrent 1 --max_queue 2: {ok} OK, {busy} busy, "
+              f"{state['total']} downloads, at most {state['peak']} at once")
+        self.assertEqual(ok + busy, 8, results)
+        self.assertGreaterEqual(busy, 5, results)
+        self.assertEqual(state["peak"], 1)
+        self.assertEqual(state["total"], ok)  # no refused request downloaded anything
+
+
 def vm_hwm_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -3,6 +3,7 @@
 #include <torch/script.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 
@@ -112,6 +113,99 @@ CATCH_TEST_CASE("answers become boxes and masks, a box without seg tokens includ
   CATCH_CHECK(dog.label == "dog");
   CATCH_CHECK_FALSE(dog.has_mask);
   CATCH_CHECK(dog.coordinates == std::array<int, 4>{0, 0, 28, 28});
+}
+
+namespace {
+
+// An answer of `boxes` objects with segmentation tokens, boxes of several sizes up to the whole
+// image (loc tokens are y_min, x_min, y_max, x_max in 1/1024).
+std::string SegAnswer(int boxes) {
+  const int locs[6][4] = {{0, 0, 1023, 1023},   {100, 50, 900, 700}, {512, 512, 1023, 1023},
+                          {10, 600, 300, 1000}, {0, 0, 512, 1023},   {300, 200, 700, 800}};
+  std::string answer;
+  for (int b = 0; b < boxes; ++b) {
+    if (b > 0) answer += " ; ";
+    for (int v : locs[b % 6]) {
+      char loc[16];
+      std::snprintf(loc, sizeof(loc), "<loc%04d>", v);
+      answer += loc;
+    }
+    for (int i = 0; i < 16; ++i) {
+      char seg[16];
+      std::snprintf(seg, sizeof(seg), "<seg%03d>", (i * 7 + b * 13) % 128);
+      answer += seg;
+    }
+    answer += " thing";
+  }
+  return answer;
+}
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("six full-size masks of a 7000x7000 image: the pixels of the old encoder",
+                "[engine][masks]") {
+  // The tiny model finds nothing in a blank image, so the answer is crafted: six boxes, one of them
+  // the whole image. Each full mask must decode to exactly the canvas the old path encoded
+  // (FullMask of the 64x64 mask); the times are printed (bench material, not asserted).
+  const int side = 7000;
+  const std::string answer = SegAnswer(6);
+  CATCH_REQUIRE(Engine().MasksFromAnswer(answer, side, side, false).ok());  // warm the VAE up
+  auto t0 = std::chrono::steady_clock::now();
+  auto without = Engine().MasksFromAnswer(answer, side, side, /*full_masks=*/false);
+  const double without_ms = MsSince(t0);
+  t0 = std::chrono::steady_clock::now();
+  auto with = Engine().MasksFromAnswer(answer, side, side, /*full_masks=*/true);
+  const double with_ms = MsSince(t0);
+  CATCH_REQUIRE(without.ok());
+  CATCH_REQUIRE(with.ok());
+  CATCH_REQUIRE(with->size() == 6);
+  size_t bytes = 0;
+  double old_ms = 0;
+  for (const auto& m : *with) {
+    CATCH_REQUIRE(m.has_mask);
+    bytes += m.full_mask_png.size();
+    auto grey = pg::image::DecodeImage(m.mask_png);
+    CATCH_REQUIRE(grey.ok());
+    pg::image::Image mask64{64, 64, 1, std::vector<uint8_t>(64 * 64)};
+    for (int i = 0; i < 64 * 64; ++i) mask64.pixels[i] = grey->pixels[i * 3];
+    const auto t1 = std::chrono::steady_clock::now();
+    const pg::image::Image want = pg::engine::FullMask(mask64, m.box, side, side);
+    CATCH_REQUIRE(pg::image::EncodePng(want).ok());
+    old_ms += MsSince(t1);
+    auto got = pg::image::DecodeImage(m.full_mask_png);
+    CATCH_REQUIRE(got.ok());
+    CATCH_REQUIRE(got->width == side);
+    CATCH_REQUIRE(got->height == side);
+    bool same = true;
+    for (size_t i = 0; i < want.pixels.size() && same; ++i)
+      same = got->pixels[i * 3] == want.pixels[i];
+    CATCH_CHECK(same);
+  }
+  std::printf(
+      "[measure] 6 masks of %dx%d: %.0f ms without full masks, %.0f ms with (%zu bytes of "
+      "full-mask PNG); the old FullMask + EncodePng path: %.0f ms\n",
+      side, side, without_ms, with_ms, bytes, old_ms);
+}
+
+CATCH_TEST_CASE("full masks past max_full_mask_pixels are omitted, boxes and 64x64 masks kept",
+                "[engine][masks]") {
+  pg::engine::EngineOptions options;
+  options.max_full_mask_pixels = 2 * 640 * 480;  // two full masks of 640x480
+  auto engine = Segmenter::Create(pg::testing::TinyBundle(), options);
+  CATCH_REQUIRE(engine.ok());
+  auto masks = (*engine)->MasksFromAnswer(SegAnswer(3), 640, 480, /*full_masks=*/true);
+  CATCH_REQUIRE(masks.ok());
+  CATCH_REQUIRE(masks->size() == 3);
+  for (int i = 0; i < 3; ++i) {
+    CATCH_CAPTURE(i);
+    CATCH_CHECK((*masks)[i].has_mask);
+    CATCH_CHECK_FALSE((*masks)[i].mask_png.empty());
+    CATCH_CHECK((*masks)[i].full_mask_png.empty() == (i == 2));
+  }
 }
 
 CATCH_TEST_CASE("bad requests are InvalidArgument with a precise message", "[engine][errors]") {

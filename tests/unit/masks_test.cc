@@ -1,7 +1,11 @@
 // Box and mask arithmetic of the reference app, checked by hand-computed values.
 #include "server/engine/masks.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <string>
+#include <tuple>
+#include <vector>
 
 using namespace pg::engine;
 
@@ -52,4 +56,85 @@ CATCH_TEST_CASE("full masks are pasted into the box and thresholded", "[masks]")
   // An empty or inverted box leaves the canvas empty.
   auto none = FullMask(m64, {30, 20, 10, 25}, 50, 40);
   for (auto v : none.pixels) CATCH_CHECK(v == 0);
+}
+
+namespace {
+
+// A 64x64 mask with structure in every direction (a disc and a stripe), so that resizing matters.
+pg::image::Image TestMask64() {
+  pg::image::Image m{64, 64, 1, std::vector<uint8_t>(64 * 64)};
+  for (int y = 0; y < 64; ++y) {
+    for (int x = 0; x < 64; ++x) {
+      const int dx = x - 30, dy = y - 34;
+      m.pixels[y * 64 + x] = static_cast<uint8_t>(dx * dx + dy * dy < 400 ? 200
+                                                  : (x + 2 * y) % 61 < 7  ? 150
+                                                                          : 40);
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("RowResizer rows equal ResizeBicubic", "[masks]") {
+  const pg::image::Image m = TestMask64();
+  pg::image::Image rgb{17, 9, 3, std::vector<uint8_t>(17 * 9 * 3)};
+  for (size_t i = 0; i < rgb.pixels.size(); ++i) rgb.pixels[i] = static_cast<uint8_t>(i * 37 % 251);
+  for (const auto& [src, w, h] :
+       std::vector<std::tuple<pg::image::Image, int, int>>{{m, 64, 64},
+                                                           {m, 200, 64},
+                                                           {m, 64, 300},
+                                                           {m, 333, 171},
+                                                           {m, 20, 30},
+                                                           {m, 1, 1},
+                                                           {m, 5, 700},
+                                                           {rgb, 40, 3},
+                                                           {rgb, 17, 30}}) {
+    CATCH_CAPTURE(src.channels, w, h);
+    const pg::image::Image want = pg::image::ResizeBicubic(src, w, h);
+    const pg::image::RowResizer rows(src, w, h);
+    std::vector<uint8_t> got(static_cast<size_t>(w) * src.channels);
+    for (int y = 0; y < h; ++y) {
+      rows.Row(y, got.data());
+      CATCH_REQUIRE(std::equal(got.begin(), got.end(),
+                               want.pixels.begin() + static_cast<size_t>(y) * got.size()));
+    }
+  }
+}
+
+CATCH_TEST_CASE("FullMaskPng decodes to the pixels of EncodePng(FullMask)", "[masks]") {
+  const pg::image::Image m = TestMask64();
+  struct Case {
+    std::array<int, 4> box;
+    int width, height;
+  };
+  for (const Case& c : std::vector<Case>{{{10, 20, 30, 25}, 50, 40},
+                                         {{0, 0, 640, 480}, 640, 480},
+                                         {{-30, 100, 900, 470}, 640, 480},
+                                         {{37, 11, 101, 75}, 128, 96},
+                                         {{300, 2, 1999, 997}, 2000, 1000},
+                                         {{30, 20, 10, 25}, 50, 40},
+                                         {{5, 5, 6, 6}, 7, 7},
+                                         {{0, 0, 1, 1}, 1, 1}}) {
+    CATCH_CAPTURE(c.box[0], c.box[1], c.box[2], c.box[3], c.width, c.height);
+    for (bool has_mask : {true, false}) {
+      auto old_png = has_mask ? pg::image::EncodePng(FullMask(m, c.box, c.width, c.height))
+                              : pg::image::EncodePng(pg::image::Image{
+                                    c.width, c.height, 1,
+                                    std::vector<uint8_t>(static_cast<size_t>(c.width) * c.height)});
+      auto new_png = FullMaskPng(has_mask ? &m : nullptr, c.box, c.width, c.height);
+      CATCH_REQUIRE(old_png.ok());
+      CATCH_REQUIRE(new_png.ok());
+      auto old_px = pg::image::DecodeImage(*old_png);
+      auto new_px = pg::image::DecodeImage(*new_png);
+      CATCH_REQUIRE(old_px.ok());
+      CATCH_REQUIRE(new_px.ok());
+      CATCH_CHECK(new_px->width == c.width);
+      CATCH_CHECK(new_px->height == c.height);
+      CATCH_CHECK(new_px->pixels == old_px->pixels);
+      // Same PNG kind as before (8-bit greyscale: PIL mode "L"), so clients read it unchanged.
+      CATCH_CHECK(new_png->substr(24, 2) == old_png->substr(24, 2));
+      CATCH_CHECK(new_png->substr(24, 2) == std::string("\x08\x00", 2));
+    }
+  }
 }
