@@ -54,8 +54,10 @@ grpc::Status ModelServiceImpl::LoadModel(grpc::ServerContext* context,
                               [context] { return context->IsCancelled(); });
   const grpc::Status status = info.ok() ? grpc::Status::OK : ToGrpcStatus(info.status());
   if (info.ok()) ToProto(*info, response->mutable_model());
-  const std::string& model =
-      request->model_id().empty() ? registry_->default_model() : request->model_id();
+  // A refused id gets no metric label.
+  const std::string model = !registry_->CheckServable(request->model_id()).ok() ? ""
+                            : request->model_id().empty() ? registry_->default_model()
+                                                          : request->model_id();
   FinishRpc(stats_, RequestIdFrom(*context), "LoadModel", model, status, Ms(t0, Clock::now()));
   return status;
 }
@@ -67,8 +69,9 @@ grpc::Status ModelServiceImpl::UnloadModel(grpc::ServerContext* context,
   auto info = registry_->Unload(request->model_id());
   const grpc::Status status = info.ok() ? grpc::Status::OK : ToGrpcStatus(info.status());
   if (info.ok()) ToProto(*info, response->mutable_model());
-  const std::string& model =
-      request->model_id().empty() ? registry_->default_model() : request->model_id();
+  const std::string model = !registry_->CheckServable(request->model_id()).ok() ? ""
+                            : request->model_id().empty() ? registry_->default_model()
+                                                          : request->model_id();
   FinishRpc(stats_, RequestIdFrom(*context), "UnloadModel", model, status, Ms(t0, Clock::now()));
   return status;
 }

@@ -105,7 +105,8 @@ class TokenTest(unittest.TestCase):
         self.token = "hf_" + secrets.token_hex(16)
 
     def start(self, models, endpoint, how):
-        args = ["--hf_endpoint", endpoint, "--vae_url", endpoint + "/files/vae-oid.npz"]
+        args = ["--hf_endpoint", endpoint, "--vae_url", endpoint + "/files/vae-oid.npz",
+                "--allowed_models", "acme/*"]  # the fake Hub's repos
         env = None
         if how == "file":
             token_file = os.path.join(models, "token")
