@@ -59,18 +59,27 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 // A body read into memory, cut off past `limit` (the write callback refusing data aborts the
 // transfer, so a 300 MB config.json costs at most `limit` of memory).
 struct SmallBody {
-  std::string* out;
+  Response* r;
   int64_t limit;
   bool over = false;
 };
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
   auto* b = static_cast<SmallBody*>(user);
-  if (static_cast<int64_t>(b->out->size() + size * n) > b->limit) {
+  // An announced length past the limit is refused at the first bytes, before the buffer grows.
+  int64_t announced = 0;
+  auto length = b->r->headers.find("content-length");
+  if (length != b->r->headers.end() && absl::SimpleAtoi(length->second, &announced) &&
+      announced > b->limit) {
     b->over = true;
     return 0;
   }
-  b->out->append(data, size * n);
+  std::string* out = &b->r->body;
+  if (static_cast<int64_t>(out->size() + size * n) > b->limit) {
+    b->over = true;
+    return 0;
+  }
+  out->append(data, size * n);
   return size * n;
 }
 
@@ -167,7 +176,7 @@ absl::Status GetSmall(const HubOptions& o, const std::string& url, const std::st
   HeaderList headers = AuthHeaders(o.token);
   for (int attempt = 1;; ++attempt) {
     *r = Response{};
-    SmallBody body{&r->body, o.max_small_file_bytes};
+    SmallBody body{r, o.max_small_file_bytes};
     CurlPtr h = NewHandle(o, url, r, headers.get());
     curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, &OnBody);
     curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &body);

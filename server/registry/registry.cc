@@ -342,6 +342,8 @@ void ModelRegistry::LoadThread(std::string id, uint64_t serial,
     return segmenter;
   }();
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  // Done loading (a thread started below for a queued load takes this name at its clone).
+  pthread_setname_np(pthread_self(), "pg-load-ending");
   std::vector<std::pair<std::string, ModelState>> events;
   {
     std::lock_guard<std::mutex> lock(mu_);

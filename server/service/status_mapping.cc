@@ -35,6 +35,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     case absl::StatusCode::kUnavailable:
       code = grpc::StatusCode::UNAVAILABLE;
       break;
+    case absl::StatusCode::kAborted:  // UnloadModel cancelled a load in progress (gateway: 409)
+      code = grpc::StatusCode::ABORTED;
+      break;
     default:
       code = grpc::StatusCode::INTERNAL;
       break;

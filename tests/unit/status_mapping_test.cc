@@ -16,6 +16,7 @@ CATCH_TEST_CASE("each internal code maps to its gRPC code with the message") {
       {absl::DeadlineExceededError("a"), grpc::StatusCode::DEADLINE_EXCEEDED},
       {absl::CancelledError("a"), grpc::StatusCode::CANCELLED},
       {absl::UnavailableError("a"), grpc::StatusCode::UNAVAILABLE},
+      {absl::AbortedError("a"), grpc::StatusCode::ABORTED},
       {absl::InternalError("a"), grpc::StatusCode::INTERNAL},
       {absl::UnknownError("a"), grpc::StatusCode::INTERNAL},
       {absl::DataLossError("a"), grpc::StatusCode::INTERNAL},
