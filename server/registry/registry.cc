@@ -123,6 +123,7 @@ void ModelRegistry::SpawnLocked(const std::string& id,
   for (auto& t : finished_loaders_) t.join();
   finished_loaders_.clear();
   ++running_loads_;
+  progress->SetPhase("resolve");  // under the lock: a load given a slot is no longer "queued"
   const uint64_t serial = ++loader_serial_;
   loaders_.emplace(serial, std::thread(&ModelRegistry::LoadThread, this, id, serial, progress));
 }
@@ -324,7 +325,6 @@ void ModelRegistry::LoadThread(std::string id, uint64_t serial,
   pthread_setname_np(pthread_self(), "pg-model-load");
   log::Info("loading model", {{"model", id}});
   progress->SetTimeout(options_.load_timeout);
-  progress->SetPhase("resolve");
   ScopedLoadProgress scoped_progress(progress.get());
   Notify({{id, ModelState::kLoading}});
   std::string source;

@@ -121,7 +121,7 @@ CATCH_TEST_CASE("only the last max_failed_models failed loads are kept") {
   }
 }
 
-CATCH_TEST_CASE("concurrent and queued loads are capped; UnloadModel cancels a load") {
+CATCH_TEST_CASE("concurrent and queued loads are capped and UnloadModel cancels a load") {
   TempDir dir("pg-reg-queue-");
   SilentListener hub;
   RegistryOptions o = Options(dir, "http://127.0.0.1:" + std::to_string(hub.port));
