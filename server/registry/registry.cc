@@ -434,6 +434,8 @@ std::vector<ModelInfo> ModelRegistry::List() {
     if (!ValidateModelId(id).ok() || out.count(id)) return;
     Resolution r = Resolve(dir_, id);
     if (r.kind == SourceKind::kHub) return;
+    // An HF cache folder outside --allowed_models cannot be served: not listed either.
+    if (r.kind == SourceKind::kHfCache && !CheckAllowed(id).ok()) return;
     ModelInfo info;
     info.id = id;
     info.source = DescribeSource(r);

@@ -97,6 +97,20 @@ CATCH_TEST_CASE("an id outside --allowed_models is refused before it is recorded
   std::ofstream(dir.path / "bundles" / "local" / "manifest.json") << "{}";
   CATCH_CHECK(r.CheckServable("local").ok());
   CATCH_CHECK(r.CheckServable("bad id!").code() == absl::StatusCode::kInvalidArgument);
+  // HF cache folders are listed only for ids the server would serve.
+  for (const char* folder : {"models--evil--x", "models--org--cached"}) {
+    const fs::path repo = dir.path / "huggingface" / folder;
+    fs::create_directories(repo / "snapshots" / "abc");
+    std::ofstream(repo / "snapshots" / "abc" / "config.json") << "{}";
+    fs::create_directories(repo / "refs");
+    std::ofstream(repo / "refs" / "main") << "abc";
+  }
+  const auto listed = Listed(r);
+  CATCH_CHECK(listed.count("evil/x") == 0);
+  CATCH_REQUIRE(listed.count("org/cached") == 1);
+  CATCH_CHECK(listed.at("org/cached").source == "hf-cache");
+  CATCH_CHECK(listed.at("local").source == "bundle");
+  CATCH_CHECK(r.Get("evil/x", Clock::now()).status().code() == absl::StatusCode::kNotFound);
 }
 
 CATCH_TEST_CASE("only the last max_failed_models failed loads are kept") {
