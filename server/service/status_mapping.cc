@@ -35,8 +35,14 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     case absl::StatusCode::kUnavailable:
       code = grpc::StatusCode::UNAVAILABLE;
       break;
-    case absl::StatusCode::kAborted:  // UnloadModel cancelled a load in progress (gateway: 409)
+    case absl::StatusCode::kUnauthenticated:
+      code = grpc::StatusCode::UNAUTHENTICATED;
+      break;
+    case absl::StatusCode::kAborted:
       code = grpc::StatusCode::ABORTED;
+      break;
+    case absl::StatusCode::kAlreadyExists:
+      code = grpc::StatusCode::ALREADY_EXISTS;
       break;
     default:
       code = grpc::StatusCode::INTERNAL;
