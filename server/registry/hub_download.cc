@@ -79,6 +79,12 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
     b->over = true;
     return 0;
   }
+  if (out->empty()) {
+    // One buffer of the final size (or of the limit, when no length was announced): doubling as
+    // it grows would peak at about twice the limit (measured: +128 MB for a 64 MB limit). An
+    // allocation this large is mapped lazily, so only the bytes written become resident.
+    out->reserve(static_cast<size_t>(announced > 0 ? announced : b->limit));
+  }
   out->append(data, size * n);
   return size * n;
 }

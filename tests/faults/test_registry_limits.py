@@ -47,6 +47,7 @@ def temp_dir(testcase):
 class HostileHub:
     """A Hub whose repos misbehave by name (any other repo is 404):
     acme/huge-config  config.json is 300 MB          acme/many-shards  the index names 200 shards
+    acme/chunked-config  300 MB, chunked (no Content-Length)
     acme/too-big      HEAD says 2 x 16 GB of shards  acme/halfway      every shard GET is a 500
     acme/slow         config.json never answers (until release())
     /files/vae-oid.npz is 404 (a missing VAE)."""
@@ -121,6 +122,25 @@ class HostileHub:
                 while sent < HUGE_CONFIG:
                     h.wfile.write(chunk)
                     sent += len(chunk)
+            except OSError:
+                h.close_connection = True
+            with self.lock:
+                self.sent[h.path] = sent
+            return
+        if repo == "acme/chunked-config" and name == "config.json":
+            # No Content-Length: the size shows only while streaming.
+            h.send_response(200)
+            h.send_header("X-Repo-Commit", COMMIT)
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            if h.command != "GET":
+                return
+            chunk, sent = b" " * (1 << 20), 0
+            try:
+                while sent < HUGE_CONFIG:
+                    h.wfile.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                    sent += len(chunk)
+                h.wfile.write(b"0\r\n\r\n")
             except OSError:
                 h.close_connection = True
             with self.lock:
@@ -266,7 +286,20 @@ class RegistryLimitsTest(unittest.TestCase):
               f"the hub sent {sent >> 20} MB before the server hung up")
         self.assertEqual(e.code(), grpc.StatusCode.FAILED_PRECONDITION)
         self.assertIn("acme/huge-config/config.json is larger than 64 MB", e.details())
-        self.assertLess(hwm_after - hwm_before, 200 * 1024)  # kB; the uncapped read took +487 MB
+        self.assertLess(hwm_after - hwm_before, 100 * 1024)  # kB; the uncapped read took +487 MB
+
+    def test_huge_config_without_a_length_is_cut_while_streaming(self):
+        s = self.start("--allowed_models", "acme/*")
+        hwm_before = fault_util.proc_status(s.proc.pid, "VmHWM")
+        e = self.load_error(s, "acme/chunked-config")
+        hwm_after = fault_util.proc_status(s.proc.pid, "VmHWM")
+        sent = sum(self.hub.sent.values())
+        print(f"[measure] 300 MB chunked config.json: VmHWM {hwm_before // 1024} -> {hwm_after // 1024} MB; "
+              f"the hub sent {sent >> 20} MB before the server hung up")
+        self.assertEqual(e.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("acme/chunked-config/config.json is larger than 64 MB", e.details())
+        self.assertLess(hwm_after - hwm_before, 100 * 1024)  # kB: at most the 64 MB kept
+        self.assertLess(sent, 150 << 20)  # cut off near the limit, not read to the end
 
     def test_index_with_too_many_shards_is_refused_before_any_shard(self):
         s = self.start("--allowed_models", "acme/*")
