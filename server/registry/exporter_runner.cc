@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -92,6 +93,8 @@ absl::Status RunExporter(const ExporterOptions& options, const std::string& chec
     // Child: only async-signal-safe calls until exec. Its own process group, so a cancelled load
     // kills the exporter and anything it started.
     setpgid(0, 0);
+    // And it dies with the loader thread that waits for it, should the server be killed.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(pipe_fds[1], STDOUT_FILENO);
     dup2(pipe_fds[1], STDERR_FILENO);
     close(pipe_fds[0]);
