@@ -82,14 +82,6 @@ absl::Status Read(const json& root, const std::string& path, T* out) {
   return Convert(**node, path, out);
 }
 
-absl::Status Positive(const std::string& path, int value) {
-  if (value <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("manifest.json: field '", path, "' must be positive"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<Manifest> LoadManifest(const std::string& bundle_dir) {
@@ -169,17 +161,36 @@ absl::StatusOr<Manifest> ParseManifest(std::string_view json_text, const std::st
         absl::StrCat("manifest.json: unsupported format_version ", m.format_version,
                      " (this server loads ", kMinFormatVersion, " to ", kMaxFormatVersion, ")"));
   }
-  for (auto [name, value] : {std::pair<const char*, int>{"image.size", m.image_size},
-                             {"image.patch_size", m.patch_size},
-                             {"image.num_image_tokens", m.num_image_tokens},
-                             {"text.vocab_size", m.vocab_size},
-                             {"text.hidden_size", m.hidden_size},
-                             {"text.num_layers", m.num_layers},
-                             {"text.num_heads", m.num_heads},
-                             {"text.num_kv_heads", m.num_kv_heads},
-                             {"text.head_dim", m.head_dim},
-                             {"text.max_position_embeddings", m.max_position_embeddings}}) {
-    RETURN_IF_ERROR(Positive(name, value));
+  // The one table of shape bounds. Lower bounds: the loader sizes tensors and the KV cache from
+  // these. Upper bounds: comfortably above the largest PaliGemma 2 (28B, 896 px: image 896, 4096
+  // image tokens, 46 layers, hidden 4608, vocab 257216), so a damaged or hostile bundle fails here
+  // with the field's name instead of loading as ready and failing (or allocating gigabytes) at the
+  // first request.
+  struct Bound {
+    const char* name;
+    int value, min, max;
+  };
+  for (const Bound& b :
+       {Bound{"image.size", m.image_size, 1, kMaxImageSize},
+        Bound{"image.patch_size", m.patch_size, 1, 64},
+        Bound{"image.num_image_tokens", m.num_image_tokens, 1, 16384},
+        Bound{"text.vocab_size", m.vocab_size, 1, 1 << 20},
+        Bound{"text.hidden_size", m.hidden_size, 1, 32768},
+        Bound{"text.num_layers", m.num_layers, 1, 128},
+        Bound{"text.num_heads", m.num_heads, 1, 256},
+        Bound{"text.num_kv_heads", m.num_kv_heads, 1, 256},
+        Bound{"text.head_dim", m.head_dim, 1, 1024},
+        Bound{"text.sliding_window", m.sliding_window, 0, 1 << 20},
+        Bound{"text.max_position_embeddings", m.max_position_embeddings, 1, 1 << 20}}) {
+    if (b.value < b.min || b.value > b.max) {
+      return absl::InvalidArgumentError(absl::StrCat("manifest.json: field '", b.name, "' (",
+                                                     b.value, ") must be between ", b.min, " and ",
+                                                     b.max));
+    }
+  }
+  if (m.patch_size > m.image_size) {
+    return absl::InvalidArgumentError(
+        "manifest.json: field 'image.patch_size' is larger than 'image.size'");
   }
   for (int i = 0; i < 3; ++i) {
     if (!(m.std[i] > 0)) {

@@ -17,6 +17,10 @@ namespace pg::model {
 inline constexpr int kMinFormatVersion = 1;
 inline constexpr int kMaxFormatVersion = 3;
 
+// The largest image.size a bundle may declare (twice the 896 px variant); the rest of the shape
+// bounds are in ParseManifest's one table.
+inline constexpr int kMaxImageSize = 1792;
+
 struct BundleFile {
   std::string sha256;
   int64_t bytes = 0;

@@ -1,5 +1,8 @@
 #include "server/registry/exporter_runner.h"
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +18,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "server/common/log.h"
+#include "server/common/status.h"
+#include "server/registry/load_progress.h"
 
 extern char** environ;
 
@@ -85,7 +90,11 @@ absl::Status RunExporter(const ExporterOptions& options, const std::string& chec
   const pid_t pid = fork();
   if (pid < 0) return absl::InternalError(absl::StrCat("fork failed: ", std::strerror(errno)));
   if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
+    // Child: only async-signal-safe calls until exec. Its own process group, so a cancelled load
+    // kills the exporter and anything it started.
+    setpgid(0, 0);
+    // And it dies with the loader thread that waits for it, should the server be killed.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(pipe_fds[1], STDOUT_FILENO);
     dup2(pipe_fds[1], STDERR_FILENO);
     close(pipe_fds[0]);
@@ -101,7 +110,20 @@ absl::Status RunExporter(const ExporterOptions& options, const std::string& chec
     line.clear();
   };
   char buf[4096];
+  absl::Status stopped;
   for (;;) {
+    // Wake up a few times a second to notice a cancelled or timed-out load (UnloadModel,
+    // --load_timeout_s): the exporter is killed instead of running on for minutes.
+    pollfd pfd{pipe_fds[0], POLLIN, 0};
+    const int ready = poll(&pfd, 1, 200);
+    if (ready < 0 && errno == EINTR) continue;
+    if (stopped.ok()) stopped = LoadStopStatus();
+    if (!stopped.ok()) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      break;
+    }
+    if (ready == 0) continue;
     const ssize_t n = read(pipe_fds[0], buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -120,23 +142,37 @@ absl::Status RunExporter(const ExporterOptions& options, const std::string& chec
   int wstatus = 0;
   while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
   }
+  if (!stopped.ok()) {
+    fs::remove_all(partial, ec);
+    RemoveExporterTemps(partial);
+    log::Warn("exporter stopped",
+              {{"model", model_id}, {"reason", std::string(stopped.message())}});
+    return stopped;
+  }
   if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
     fs::remove_all(partial, ec);
     RemoveExporterTemps(partial);
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot run the exporter with ", options.python, " (see --python)"));
+      return WithPrivateDetail(
+          absl::FailedPreconditionError("cannot run the exporter (see the server's --python)"),
+          absl::StrCat("cannot run the exporter with ", options.python));
     }
     const std::string how = WIFEXITED(wstatus)
                                 ? absl::StrCat("exit ", WEXITSTATUS(wstatus))
                                 : absl::StrCat("killed by signal ", WTERMSIG(wstatus), ": ",
                                                strsignal(WTERMSIG(wstatus)));
-    return absl::FailedPreconditionError(
-        absl::StrCat("exporting ", model_id, " failed (", how, "): ", LastMeaningfulLine(tail)));
+    // The exporter's last line names the files it read (checkpoint and bundle paths): log only.
+    return WithPrivateDetail(
+        absl::FailedPreconditionError(absl::StrCat("exporting ", model_id, " failed (", how, ")")),
+        LastMeaningfulLine(tail));
   }
   fs::remove_all(out_dir, ec);
   fs::rename(partial, out_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("rename ", partial, ": ", ec.message()));
+  if (ec) {
+    return WithPrivateDetail(
+        absl::InternalError(absl::StrCat("cannot store the exported bundle of ", model_id)),
+        absl::StrCat("rename ", partial, ": ", ec.message()));
+  }
   return absl::OkStatus();
 }
 

@@ -1,12 +1,17 @@
 // What a model load is doing right now (phase, file, bytes), for GetStats while a model is
-// LOADING. The registry's load thread installs one for its duration (ScopedLoadProgress); the
-// downloader, which runs on that thread, reports bytes through CurrentLoadProgress() without
-// knowing the registry.
+// LOADING, and whether it must stop (UnloadModel cancelled it, or it ran past --load_timeout_s).
+// The registry's load thread installs one for its duration (ScopedLoadProgress); the downloader
+// and the exporter runner, which run on that thread, report bytes and poll StopStatus() through
+// CurrentLoadProgress() without knowing the registry.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string>
+
+#include "absl/status/status.h"
 
 namespace pg::registry {
 
@@ -32,10 +37,30 @@ class LoadProgress {
     return s_;
   }
 
+  void Cancel() { cancelled_ = true; }
+  void SetTimeout(std::chrono::steady_clock::duration timeout) {
+    std::lock_guard<std::mutex> lock(mu_);
+    deadline_ = std::chrono::steady_clock::now() + timeout;
+  }
+  // OK while the load may go on; Aborted once cancelled, DeadlineExceeded past the time limit.
+  absl::Status StopStatus() const {
+    if (cancelled_) return absl::AbortedError("the load was cancelled by UnloadModel");
+    std::lock_guard<std::mutex> lock(mu_);
+    if (std::chrono::steady_clock::now() > deadline_) {
+      return absl::DeadlineExceededError("the load ran past its time limit (--load_timeout_s)");
+    }
+    return absl::OkStatus();
+  }
+
  private:
   mutable std::mutex mu_;
   Snapshot s_;
+  std::atomic<bool> cancelled_{false};
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
 };
+
+// OK outside a registry load; else the running load's StopStatus().
+inline absl::Status LoadStopStatus();
 
 namespace internal {
 inline thread_local LoadProgress* current_load_progress = nullptr;
@@ -43,6 +68,11 @@ inline thread_local LoadProgress* current_load_progress = nullptr;
 
 // The progress of the load running on this thread, or null outside a registry load.
 inline LoadProgress* CurrentLoadProgress() { return internal::current_load_progress; }
+
+inline absl::Status LoadStopStatus() {
+  const LoadProgress* p = CurrentLoadProgress();
+  return p ? p->StopStatus() : absl::OkStatus();
+}
 
 class ScopedLoadProgress {
  public:

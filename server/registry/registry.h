@@ -6,10 +6,19 @@
 // on its own thread, so a waiter giving up never aborts it; a failed load is reported (ListModels,
 // the waiters' error) and retried by the next request; past max_loaded_models the least recently
 // used model is unloaded (requests still running on it keep it alive until they finish).
+//
+// Bounds, because a request names the model: an id outside allowed_models that is neither the
+// default model nor a bundle on disk is refused (NotFound) before it is recorded or anything is
+// fetched; at most max_concurrent_loads loads run at once and max_queued_loads wait for a slot
+// (more get ResourceExhausted; the default model always gets a place, at the front); only the last
+// max_failed_models failed entries are kept; a load stops past load_timeout (at its next check:
+// download, export, before and after the model load) and UnloadModel of a loading model cancels it
+// (Aborted) the same way.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/engine/segmenter.h"
+#include "server/registry/allowed_models.h"
 #include "server/registry/exporter_runner.h"
 #include "server/registry/hub_download.h"
 #include "server/registry/load_progress.h"
@@ -48,6 +58,11 @@ struct RegistryOptions {
   HubOptions hub;
   ExporterOptions exporter;
   std::string vae_url = "https://storage.googleapis.com/big_vision/paligemma/vae-oid.npz";
+  std::vector<std::string> allowed_models = {kDefaultAllowedModels};  // --allowed_models globs
+  int max_failed_models = 32;
+  int max_concurrent_loads = 2;
+  int max_queued_loads = 16;
+  std::chrono::seconds load_timeout{3600};
 };
 
 class ModelRegistry {
@@ -58,7 +73,7 @@ class ModelRegistry {
   using Listener = std::function<void(const std::string& id, ModelState state)>;
 
   explicit ModelRegistry(RegistryOptions options);
-  ~ModelRegistry();  // waits for loads in progress
+  ~ModelRegistry();  // cancels loads in progress and waits for them to stop
 
   const std::string& default_model() const { return options_.default_model; }
   void SetListener(Listener listener);
@@ -74,8 +89,14 @@ class ModelRegistry {
   absl::StatusOr<ModelInfo> Load(const std::string& id, Clock::time_point deadline,
                                  const std::function<bool()>& cancelled = {});
 
-  // Drops the registry's reference; NotFound if it is not loaded, FailedPrecondition while loading.
+  // Drops the registry's reference; NotFound if it is not loaded. While it is loading, cancels the
+  // load and answers Aborted: the entry ends FAILED ("cancelled") and the next request loads again.
   absl::StatusOr<ModelInfo> Unload(const std::string& id);
+
+  // OK when a request may name `id` (empty = the default): the default model, an id matching
+  // allowed_models, or a bundle on disk; else the NotFound (InvalidArgument for a malformed id)
+  // that Get would answer. Callers check it first to keep refused ids out of their metric labels.
+  absl::Status CheckServable(const std::string& id) const;
 
   // Known models: loaded/loading/failed ones plus bundles and HF cache folders found in MODELS_DIR.
   std::vector<ModelInfo> List();
@@ -93,12 +114,20 @@ class ModelRegistry {
     double load_ms = 0;
     Clock::time_point last_used;
     uint64_t generation = 0;  // bumped per load attempt, so waiters see a *new* failure
-    std::shared_ptr<LoadProgress> progress;  // while kLoading
+    std::shared_ptr<LoadProgress> progress;  // while kLoading (queued or running)
+    int waiters = 0;                         // Get calls holding a reference: never erased then
+    uint64_t failed_order = 0;               // when it failed, for keeping the last N
   };
 
   absl::StatusOr<std::string> CanonicalId(const std::string& id) const;
-  void StartLoadLocked(const std::string& id, Entry& e);
-  void LoadThread(std::string id, uint64_t serial);
+  absl::Status CheckAllowed(const std::string& id) const;
+  absl::Status StartLoadLocked(const std::string& id, Entry& e);
+  void SpawnLocked(const std::string& id, const std::shared_ptr<LoadProgress>& progress);
+  void PruneFailedLocked();
+  // `status` with server paths and internal URLs taken out of its message (kept as private detail).
+  absl::Status ClientSafe(const absl::Status& status, const std::string& id) const;
+  void FailLocked(Entry& e, const absl::Status& status);
+  void LoadThread(std::string id, uint64_t serial, std::shared_ptr<LoadProgress> progress);
   // Resolve, download and export as needed; returns the bundle folder.
   absl::StatusOr<std::string> Materialize(const std::string& id, std::string* source);
   absl::Status EnsureVae();
@@ -119,6 +148,9 @@ class ModelRegistry {
   std::map<uint64_t, std::thread> loaders_;
   std::vector<std::thread> finished_loaders_;
   uint64_t loader_serial_ = 0;
+  int running_loads_ = 0;
+  std::deque<std::string> queued_loads_;  // ids in kLoading waiting for a load slot
+  uint64_t failed_serial_ = 0;
   Listener listener_;
   std::mutex vae_mu_;  // one VAE download at a time
 };

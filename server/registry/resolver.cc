@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
+#include "server/common/status.h"
 #include "server/registry/model_id.h"
 
 namespace pg::registry {
@@ -37,17 +39,55 @@ Resolution Resolve(const ModelsDir& dir, const std::string& id) {
   return {SourceKind::kHub, repo};
 }
 
-std::string DescribeSource(const Resolution& r, const std::string& hub_endpoint,
-                           const std::string& id) {
+std::string DescribeSource(const Resolution& r) {
   switch (r.kind) {
     case SourceKind::kBundle:
-      return "bundle:" + r.path;
+      return "bundle";
     case SourceKind::kHfCache:
-      return "hf-cache:" + r.path;
+      return "hf-cache";
     case SourceKind::kHub:
       break;
   }
-  return "hub:" + hub_endpoint + "/" + id;
+  return "hub";
+}
+
+absl::Status CheckBundleFiles(const std::string& dir) {
+  std::error_code ec;
+  const fs::path root = fs::weakly_canonical(dir, ec);
+  if (ec) {
+    return WithPrivateDetail(absl::FailedPreconditionError("the bundle folder cannot be read"),
+                             dir + ": " + ec.message());
+  }
+  auto bad = [&](const fs::path& p, const std::string& what) {
+    return WithPrivateDetail(absl::FailedPreconditionError(absl::StrCat(
+                                 "the bundle holds ", p.lexically_relative(root).string(), ", ",
+                                 what, "; only regular files can be loaded")),
+                             p.string());
+  };
+  fs::recursive_directory_iterator it(root, ec), end;
+  if (ec) {
+    return WithPrivateDetail(absl::FailedPreconditionError("the bundle folder cannot be read"),
+                             dir + ": " + ec.message());
+  }
+  for (; it != end; it.increment(ec)) {
+    if (ec) {
+      return WithPrivateDetail(absl::FailedPreconditionError("the bundle folder cannot be read"),
+                               dir + ": " + ec.message());
+    }
+    const fs::path p = it->path();
+    const fs::file_status st = fs::symlink_status(p, ec);  // lstat: never opens the entry
+    if (fs::is_regular_file(st) || fs::is_directory(st)) continue;
+    if (!fs::is_symlink(st))
+      return bad(p, "which is not a regular file (a FIFO, socket or device)");
+    const fs::path target = fs::weakly_canonical(p, ec);
+    const fs::path rel = target.lexically_relative(root);
+    if (ec || rel.empty() || *rel.begin() == "..")
+      return bad(p, "a link leading out of the bundle");
+    if (!fs::is_regular_file(fs::symlink_status(target, ec))) {
+      return bad(p, "a link to something that is not a regular file");
+    }
+  }
+  return absl::OkStatus();
 }
 
 int64_t FolderBytes(const std::string& dir) {

@@ -33,9 +33,15 @@ struct Resolution {
 // used).
 Resolution Resolve(const ModelsDir& dir, const std::string& id);
 
-// Human-readable source, as ListModels reports it ("bundle:DIR", "hf-cache:DIR", "hub:URL").
-std::string DescribeSource(const Resolution& r, const std::string& hub_endpoint,
-                           const std::string& id);
+// The source as ListModels reports it to clients: "bundle", "hf-cache" or "hub" (no server path or
+// Hub URL: those are the operator's, and the log has them).
+std::string DescribeSource(const Resolution& r);
+
+// OK when every entry of the bundle folder `dir` (recursively) is a regular file or a folder, or a
+// symlink to a regular file inside the bundle; FailedPrecondition naming the entry (relative to the
+// bundle) otherwise. Checked with lstat before the loader opens anything: a FIFO or a device in a
+// bundle would block the loader's open() forever, leaving the model LOADING.
+absl::Status CheckBundleFiles(const std::string& dir);
 
 // Sum of the sizes of the regular files directly in `dir` (a bundle's size on disk); 0 if
 // unreadable.

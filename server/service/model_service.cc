@@ -43,11 +43,22 @@ grpc::Status ModelServiceImpl::ListModels(grpc::ServerContext* context,
   });
 }
 
+namespace {
+
+// The model label of a Load/Unload: an id the registry refuses gets none, so random ids cannot grow
+// the metric series.
+std::string MetricLabel(registry::ModelRegistry& registry, const std::string& id) {
+  if (!registry.CheckServable(id).ok()) return "";
+  return id.empty() ? registry.default_model() : id;
+}
+
+}  // namespace
+
 grpc::Status ModelServiceImpl::LoadModel(grpc::ServerContext* context,
                                          const paligemma::v1::LoadModelRequest* request,
                                          paligemma::v1::LoadModelResponse* response) {
   return ServeRpc(context, RpcMethod::kLoadModel, auth_, stats_, [&](RpcScope& scope) {
-    scope.model = request->model_id().empty() ? registry_->default_model() : request->model_id();
+    scope.model = MetricLabel(*registry_, request->model_id());
     auto info = registry_->Load(request->model_id(), SteadyDeadline(*context),
                                 [context] { return context->IsCancelled(); });
     if (!info.ok()) return info.status();
@@ -60,7 +71,7 @@ grpc::Status ModelServiceImpl::UnloadModel(grpc::ServerContext* context,
                                            const paligemma::v1::UnloadModelRequest* request,
                                            paligemma::v1::UnloadModelResponse* response) {
   return ServeRpc(context, RpcMethod::kUnloadModel, auth_, stats_, [&](RpcScope& scope) {
-    scope.model = request->model_id().empty() ? registry_->default_model() : request->model_id();
+    scope.model = MetricLabel(*registry_, request->model_id());
     auto info = registry_->Unload(request->model_id());
     if (!info.ok()) return info.status();
     ToProto(*info, response->mutable_model());

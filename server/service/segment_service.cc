@@ -85,6 +85,10 @@ absl::Status SegmentServiceImpl::Run(grpc::ServerContext* context,
   absl::StatusOr<ParsedSegmentRequest> parsed = ParseSegmentRequest(*request, limits_);
   if (!parsed.ok()) return parsed.status();
   *trace->model = parsed->model_id.empty() ? registry_->default_model() : parsed->model_id;
+  if (absl::Status s = registry_->CheckServable(parsed->model_id); !s.ok()) {
+    trace->model->clear();  // a refused id gets no metric label
+    return s;
+  }
 
   engine::SegmentRequest engine_request;
   engine_request.prompt = std::move(parsed->prompt);

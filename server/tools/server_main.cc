@@ -64,6 +64,16 @@ std::vector<pg::tools::FlagSpec> Specs() {
       {"hf_endpoint", "HF_ENDPOINT", "https://huggingface.co", false, "Hugging Face Hub URL"},
       {"vae_url", "VAE_URL", "https://storage.googleapis.com/big_vision/paligemma/vae-oid.npz",
        false, "where vae-oid.npz is fetched from when MODELS_DIR lacks it"},
+      // Registry limits: which ids a request may bring in, and what a load may cost.
+      {"allowed_models", "ALLOWED_MODELS", pg::registry::kDefaultAllowedModels, false,
+       "comma-separated glob patterns of model ids requests may load from the Hub; "
+       "--default_model and bundles under MODELS_DIR/bundles are always allowed"},
+      {"max_download_gb", "MAX_DOWNLOAD_GB", "20", false,
+       "largest repo (all files) the server downloads from the Hub"},
+      {"load_timeout_s", "LOAD_TIMEOUT_S", "3600", false,
+       "a model load (download, export, load) running longer fails"},
+      {"max_failed_models", "MAX_FAILED_MODELS", "32", false,
+       "failed loads remembered (ListModels); older ones are forgotten"},
       {"python", "PG_PYTHON", PG_DEFAULT_PYTHON, false, "Python with torch, runs the exporter"},
       {"exporter_dir", "PG_EXPORTER_DIR", PG_DEFAULT_EXPORTER_DIR, false,
        "folder holding the exporter package"},
@@ -252,6 +262,22 @@ int main(int argc, char** argv) {
   ro.exporter.python = flags.Get("python");
   ro.exporter.module_dir = flags.Get("exporter_dir");
   ro.exporter.dtype = ro.engine.load.dtype;  // canonical: the exporter knows the full names only
+  {
+    auto allowed = pg::registry::ParseAllowedModels(flags.Get("allowed_models"));
+    if (!allowed.ok()) return Fail(std::string(allowed.status().message()));
+    ro.allowed_models = *allowed;
+    for (const char* name : {"max_download_gb", "load_timeout_s", "max_failed_models"}) {
+      auto v = flags.GetInt(name);
+      if (!v.ok()) return Fail(std::string(v.status().message()));
+      if (*v < 0 || (*v == 0 && std::string(name) != "max_failed_models")) {
+        return Fail(absl::StrCat("--", name, " must be positive"));
+      }
+      ints[name] = *v;
+    }
+    ro.hub.max_download_bytes = ints["max_download_gb"] << 30;
+    ro.load_timeout = std::chrono::seconds(ints["load_timeout_s"]);
+    ro.max_failed_models = static_cast<int>(ints["max_failed_models"]);
+  }
   pg::registry::ModelRegistry registry(ro);
 
   pg::service::RequestLimits limits;

@@ -56,7 +56,7 @@ class InterruptedDownloadTest(unittest.TestCase):
             f.write(TOKEN)
         expected = harness.engine_cli(harness.IMAGE, PROMPT, 8)["text"]
         with harness.Server(models, "--hf_endpoint", hub.endpoint, "--hf_token_file", token_file,
-                            "--vae_url", hub.endpoint + "/files/vae-oid.npz") as s:
+                            "--vae_url", hub.endpoint + "/files/vae-oid.npz", "--allowed_models", "acme/*") as s:
             with self.assertRaises(grpc.RpcError) as e:
                 s.segment(prompt=PROMPT, image_data=harness.read_image(), max_new_tokens=8,
                           model_id="acme/tiny-pg", timeout=300)
@@ -74,16 +74,15 @@ class InterruptedDownloadTest(unittest.TestCase):
             self.assertEqual(complete_bundles(models), [])
             self.assertFalse(os.path.exists(os.path.join(repo, "refs", "main")))
             self.assertFalse(os.path.lexists(os.path.join(repo, "snapshots", COMMIT, SHARD)))
-            blobs = os.listdir(os.path.join(repo, "blobs"))
-            print(f"[download cut] blobs after the failure: {sorted(blobs)}")
-            partial = [b for b in blobs if b.endswith(".incomplete")]
-            self.assertEqual(len(partial), 1, blobs)  # kept, to be resumed
-            self.assertLess(os.path.getsize(os.path.join(repo, "blobs", partial[0])),
-                            os.path.getsize(os.path.join(TINY_CKPT, SHARD)))
+            # A failed download removes what it wrote (the blobs and the partial shard): a stream of
+            # failing repos must not fill the disk.
+            left = [os.path.join(r, f) for r, _d, fs in os.walk(repo) for f in fs] if os.path.isdir(repo) else []
+            print(f"[download cut] files left after the failure: {left}")
+            self.assertEqual(left, [])
             self.assertNotIn("acme/tiny-pg", [m.id for m in s.list_models().models
-                                              if m.source.startswith(("bundle:", "hf-cache:"))])
+                                              if m.source in ("bundle", "hf-cache")])
 
-            hub.cut_active = False  # the hub is healthy again: the next request retries and resumes
+            hub.cut_active = False  # the hub is healthy again: the next request downloads it afresh
             r = s.segment(prompt=PROMPT, image_data=harness.read_image(), max_new_tokens=8,
                           model_id="acme/tiny-pg", timeout=600)
             self.assertEqual(r.text, expected)
@@ -92,9 +91,7 @@ class InterruptedDownloadTest(unittest.TestCase):
             self.assertEqual([b for b in os.listdir(os.path.join(repo, "blobs")) if b.endswith(".incomplete")], [])
             with open(os.path.join(repo, "snapshots", COMMIT, SHARD), "rb") as a, \
                     open(os.path.join(TINY_CKPT, SHARD), "rb") as b:
-                self.assertTrue(a.read() == b.read(), "the resumed shard differs from the original")
-            ranged = [q for q in hub.requests if q[1].endswith(SHARD) and q[2]]
-            self.assertTrue(ranged, "the healthy retry should resume with a Range request")
+                self.assertTrue(a.read() == b.read(), "the downloaded shard differs from the original")
             self.assertIsNone(s.proc.poll())
 
 
@@ -134,7 +131,8 @@ class ExportWriteFailureTest(unittest.TestCase):
         os.chmod(wrapper, os.stat(wrapper).st_mode | stat.S_IXUSR)
 
         with mock.patch.object(harness, "SERVER", wrapper):
-            s = harness.Server(models, "--allow_model_control", env={"PG_FAULT_FSIZE": str(limit)})
+            s = harness.Server(models, "--allow_model_control", "--allowed_models", "acme/*",
+                               env={"PG_FAULT_FSIZE": str(limit)})
         with s:
             for attempt in range(2):  # LoadModel retries the failed load, which fails the same way
                 with self.assertRaises(grpc.RpcError) as e:
@@ -156,7 +154,7 @@ class ExportWriteFailureTest(unittest.TestCase):
                                            max_new_tokens=2).model_id, "tiny")
 
         expected = harness.engine_cli(harness.IMAGE, PROMPT, 8)["text"]
-        with harness.Server(models) as s:  # the fault is gone
+        with harness.Server(models, "--allowed_models", "acme/*") as s:  # the fault is gone
             r = s.segment(prompt=PROMPT, image_data=harness.read_image(), max_new_tokens=8,
                           model_id="acme/cached", timeout=600)
             self.assertEqual(r.text, expected)

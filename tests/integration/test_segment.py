@@ -109,7 +109,7 @@ class ModelLifecycleTest(harness.ServerTestCase):
         listed = {m.id: m for m in self.server.list_models().models}
         self.assertIn("tiny", listed)
         self.assertEqual(listed["tiny"].state, pb.Model.AVAILABLE)
-        self.assertTrue(listed["tiny"].source.startswith("bundle:"))
+        self.assertEqual(listed["tiny"].source, "bundle")
         self.assertEqual(self.server.list_models().default_model_id, "tiny")
 
         t0 = time.monotonic()

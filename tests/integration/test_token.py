@@ -106,7 +106,8 @@ class TokenTest(unittest.TestCase):
 
     def start(self, models, endpoint, how):
         # --allow_model_control: failures() also triggers the download with LoadModel.
-        args = ["--hf_endpoint", endpoint, "--vae_url", endpoint + "/files/vae-oid.npz", "--allow_model_control"]
+        args = ["--hf_endpoint", endpoint, "--vae_url", endpoint + "/files/vae-oid.npz",
+                "--allowed_models", "acme/*", "--allow_model_control"]  # acme/*: the fake Hub's repos
         env = None
         if how == "file":
             token_file = os.path.join(models, "token")

@@ -81,3 +81,56 @@ CATCH_TEST_CASE("ParseManifest never throws on damaged text") {
     CATCH_CHECK_FALSE(pg::model::ParseManifest(text, "x").ok());
   }
 }
+
+namespace {
+
+// The tiny manifest with one "key":value inside its section replaced.
+std::string WithField(const std::string& key, const std::string& value) {
+  std::string text = TinyManifestText();
+  const std::string needle = "\"" + key + "\":";
+  const size_t at = text.find(needle);
+  CATCH_REQUIRE(at != std::string::npos);
+  const size_t start = at + needle.size();
+  const size_t end = text.find_first_of(",}", start);
+  text.replace(start, end - start, value);
+  return text;
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("ParseManifest bounds every shape field from above and below") {
+  const struct {
+    const char* key;
+    const char* field;
+    int too_big;
+  } cases[] = {
+      {"size", "image.size", 100000},
+      {"patch_size", "image.patch_size", 65},
+      {"num_image_tokens", "image.num_image_tokens", 16385},
+      {"vocab_size", "text.vocab_size", (1 << 20) + 1},
+      {"hidden_size", "text.hidden_size", 32769},
+      {"num_layers", "text.num_layers", 129},
+      {"num_heads", "text.num_heads", 257},
+      {"num_kv_heads", "text.num_kv_heads", 257},
+      {"head_dim", "text.head_dim", 1025},
+      {"sliding_window", "text.sliding_window", (1 << 20) + 1},
+      {"max_position_embeddings", "text.max_position_embeddings", (1 << 20) + 1},
+  };
+  for (const auto& c : cases) {
+    CATCH_INFO(c.field);
+    auto big = pg::model::ParseManifest(WithField(c.key, std::to_string(c.too_big)), "tiny.json");
+    CATCH_REQUIRE_FALSE(big.ok());
+    CATCH_CHECK(big.status().code() == absl::StatusCode::kInvalidArgument);
+    CATCH_CHECK_THAT(std::string(big.status().message()),
+                     Catch::Contains(std::string("'") + c.field + "' (" +
+                                     std::to_string(c.too_big) + ") must be between"));
+    auto low = pg::model::ParseManifest(WithField(c.key, "-1"), "tiny.json");
+    CATCH_CHECK_FALSE(low.ok());
+  }
+  // The largest variant's shape (28B, 896 px) stays well inside.
+  auto m = pg::model::ParseManifest(WithField("size", "896"), "tiny.json");
+  CATCH_CHECK(m.ok());
+  auto max = pg::model::ParseManifest(WithField("size", std::to_string(pg::model::kMaxImageSize)),
+                                      "tiny.json");
+  CATCH_CHECK(max.ok());
+}
