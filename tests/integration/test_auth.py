@@ -384,28 +384,31 @@ class UnloadFloodTest(unittest.TestCase):
             t = threading.Thread(target=attacker, daemon=True)
             t0 = time.monotonic()
             t.start()
-            served = 0
+            segments = []  # the victim's answers: an unload while it reloads cancels its request (ABORTED)
             while time.monotonic() - t0 < self.SECONDS:
-                calls.segment()
-                served += 1
+                segments.append(code_of(calls.segment))
             elapsed = time.monotonic() - t0
             stop.set()
             t.join(10)
             state = {m.id: m.state for m in calls.list_models().models}["tiny"]
-            return served / elapsed, codes, state
+            self.assertLessEqual(set(segments), {grpc.StatusCode.OK, grpc.StatusCode.ABORTED})
+            return segments.count(grpc.StatusCode.OK) / elapsed, codes, state, segments
 
     def test_unload_flood_before_and_after(self):
-        before_rps, before_codes, _ = self.flood("--allow_model_control")
-        after_rps, after_codes, after_state = self.flood()
+        before_rps, before_codes, _, before_segments = self.flood("--allow_model_control")
+        after_rps, after_codes, after_state, after_segments = self.flood()
         unloaded_before = before_codes.count(grpc.StatusCode.OK)
         print(f"\n[measure] unload flood (1 per 0.2 s, {self.SECONDS} s): model control on, no keys (the old "
               f"default): {unloaded_before}/{len(before_codes)} unloads succeeded, {before_rps:.2f} segments/s; "
               f"default now: {after_codes.count(grpc.StatusCode.OK)}/{len(after_codes)} succeeded, "
-              f"{after_rps:.2f} segments/s")
+              f"{after_rps:.2f} segments/s; victim's requests aborted: "
+              f"{before_segments.count(grpc.StatusCode.ABORTED)} before, "
+              f"{after_segments.count(grpc.StatusCode.ABORTED)} now")
         self.assertGreater(unloaded_before, 0)
         self.assertTrue(after_codes)
         self.assertEqual(set(after_codes), {grpc.StatusCode.PERMISSION_DENIED})
         self.assertEqual(after_state, pb.Model.READY)
+        self.assertEqual(set(after_segments), {grpc.StatusCode.OK})
 
 
 if __name__ == "__main__":
