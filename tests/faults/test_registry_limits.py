@@ -25,8 +25,10 @@ import time
 import unittest
 
 import grpc
+import requests
 
 import fault_util
+import gw_harness
 import harness
 from fake_hub import COMMIT
 from harness import pb
@@ -368,6 +370,26 @@ class RegistryLimitsTest(unittest.TestCase):
             s.load("acme/slow", timeout=1)
         self.assertEqual(e.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertEqual(self.listing(s)["acme/slow"].state, pb.Model.LOADING)
+        self.hub.release()
+
+    def test_unload_of_a_loading_model_is_409_over_http(self):
+        """The same conflict through the gateway: the client that unloads a loading model gets 409 and the
+        usual error body; the load stops."""
+        s = self.start("--allowed_models", "acme/*")
+        loader = threading.Thread(target=lambda: self.load_error(s, "acme/slow"), daemon=True)
+        loader.start()
+        self.assertTrue(fault_util.wait_until(
+            lambda: self.listing(s).get("acme/slow", pb.Model()).state == pb.Model.LOADING, 30))
+        with gw_harness.Gateway(f"127.0.0.1:{s.port}") as gw:
+            r = requests.post(f"{gw.base}/v1/models:unload", json={"model_id": "acme/slow"}, timeout=30)
+        self.assertEqual(r.status_code, 409, r.text)
+        body = r.json()
+        self.assertEqual(body["status"], "error")
+        self.assertIn("acme/slow", body["detail"])
+        self.assertNotIn(self.hub.endpoint, body["detail"])
+        loader.join(60)
+        self.assertFalse(loader.is_alive())
+        self.assertEqual(self.listing(s)["acme/slow"].state, pb.Model.FAILED)
         self.hub.release()
 
     def test_load_timeout_fails_a_stuck_load(self):
