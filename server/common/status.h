@@ -30,8 +30,9 @@
 namespace pg {
 
 // A status's message is what the client sees: it says what is wrong without server paths, internal
-// URLs or addresses. The full detail (which file, which URL, which address) travels beside it for the
-// server's log only: the RPC boundary logs PrivateDetail() under the request id and never sends it.
+// URLs or addresses. The full detail (which file, which URL, which address) travels beside it for
+// the server's log only: the RPC boundary logs PrivateDetail() under the request id and never sends
+// it.
 inline constexpr absl::string_view kPrivateDetailPayload = "type.paligemma-serve/private-detail";
 
 inline absl::Status WithPrivateDetail(absl::Status status, absl::string_view detail) {
