@@ -73,6 +73,31 @@ uint32_t Le32(std::string_view b, size_t at) {
          static_cast<uint32_t>(d[2]) << 16 | static_cast<uint32_t>(d[3]) << 24;
 }
 
+// Walks a JPEG's marker segments from just after SOI: skips fill bytes (FF FF) and the
+// standalone markers (TEM, RST0-7), calls `stop(pos, marker)` at every other marker and steps over
+// its segment by the declared length until `stop` returns true. Returns where the walk ended: that
+// marker's position, or where the data stops looking like a marker (or runs out). Both the
+// truncation check and the frame-header reader use it so they agree on where segments lie.
+template <typename Stop>
+size_t WalkJpegSegments(std::string_view b, Stop&& stop) {
+  const auto* d = reinterpret_cast<const unsigned char*>(b.data());
+  size_t pos = 2;
+  while (pos + 4 <= b.size() && d[pos] == 0xFF) {
+    const unsigned char m = d[pos + 1];
+    if (m == 0xFF) {
+      ++pos;
+      continue;
+    }
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
+      pos += 2;
+      continue;
+    }
+    if (stop(pos, m)) break;
+    pos += 2 + (static_cast<size_t>(d[pos + 2]) << 8 | d[pos + 3]);
+  }
+  return pos;
+}
+
 // stb decodes truncated JPEG and BMP data "successfully" (missing bytes read as zeros), where PIL
 // raises "image file is truncated". These checks reject such files before decoding. (stb already
 // fails on truncated PNGs: it needs IEND and intact zlib data. But it grows its IDAT buffer to the
@@ -95,21 +120,7 @@ absl::Status CheckComplete(Format format, std::string_view b) {
   if (format == Format::kJpeg) {
     // Skip the header segments (an EXIF thumbnail may hold its own FFD9), then the entropy-coded
     // data cannot contain FFD9 (0xFF is stuffed as FF00), so the end-of-image marker must follow.
-    const auto* d = reinterpret_cast<const unsigned char*>(b.data());
-    size_t pos = 2;
-    while (pos + 4 <= b.size() && d[pos] == 0xFF) {
-      const unsigned char m = d[pos + 1];
-      if (m == 0xFF) {
-        ++pos;
-        continue;
-      }
-      if (m == 0xDA) break;
-      if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
-        pos += 2;
-        continue;
-      }
-      pos += 2 + (static_cast<size_t>(d[pos + 2]) << 8 | d[pos + 3]);
-    }
+    const size_t pos = WalkJpegSegments(b, [](size_t, unsigned char m) { return m == 0xDA; });
     if (pos >= b.size() || b.find("\xFF\xD9", pos) == std::string_view::npos) {
       return absl::InvalidArgumentError(
           "could not decode image: truncated JPEG (no end-of-image marker)");
@@ -245,38 +256,28 @@ int PngSampleBytes(std::string_view b) {
 // full planes when the frame header cannot be read.
 double JpegPlanes(std::string_view b, int n) {
   const auto* d = reinterpret_cast<const unsigned char*>(b.data());
-  size_t pos = 2;
-  while (pos + 4 <= b.size() && d[pos] == 0xFF) {
-    const unsigned char m = d[pos + 1];
-    if (m == 0xFF) {
-      ++pos;
-      continue;
+  double planes = n;
+  WalkJpegSegments(b, [&](size_t pos, unsigned char m) {
+    if (m == 0xDA || m == 0xD9) return true;
+    if (m < 0xC0 || m > 0xCF || m == 0xC4 || m == 0xC8 || m == 0xCC) return false;
+    // A start-of-frame header: stop here whether or not its component table fits in the data.
+    if (pos + 10 > b.size()) return true;
+    const int count = d[pos + 9];
+    if (count < 1 || pos + 10 + 3 * static_cast<size_t>(count) > b.size()) return true;
+    int hmax = 1, vmax = 1;
+    for (int i = 0; i < count; ++i) {
+      const unsigned char f = d[pos + 11 + 3 * i];
+      hmax = std::max(hmax, f >> 4);
+      vmax = std::max(vmax, f & 15);
     }
-    if (m == 0xDA || m == 0xD9) break;
-    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
-      pos += 2;
-      continue;
+    planes = 0;
+    for (int i = 0; i < count; ++i) {
+      const unsigned char f = d[pos + 11 + 3 * i];
+      planes += static_cast<double>(std::max(1, f >> 4) * std::max(1, f & 15)) / (hmax * vmax);
     }
-    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
-      if (pos + 10 > b.size()) break;
-      const int count = d[pos + 9];
-      if (count < 1 || pos + 10 + 3 * static_cast<size_t>(count) > b.size()) break;
-      int hmax = 1, vmax = 1;
-      for (int i = 0; i < count; ++i) {
-        const unsigned char f = d[pos + 11 + 3 * i];
-        hmax = std::max(hmax, f >> 4);
-        vmax = std::max(vmax, f & 15);
-      }
-      double planes = 0;
-      for (int i = 0; i < count; ++i) {
-        const unsigned char f = d[pos + 11 + 3 * i];
-        planes += static_cast<double>(std::max(1, f >> 4) * std::max(1, f & 15)) / (hmax * vmax);
-      }
-      return planes;
-    }
-    pos += 2 + (static_cast<size_t>(d[pos + 2]) << 8 | d[pos + 3]);
-  }
-  return n;
+    return true;
+  });
+  return planes;
 }
 
 // stb's peak bytes per pixel for a full decode to RGB, from reading its allocations (checked
