@@ -73,6 +73,11 @@ uint32_t Le32(std::string_view b, size_t at) {
          static_cast<uint32_t>(d[2]) << 16 | static_cast<uint32_t>(d[3]) << 24;
 }
 
+// SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC): a frame header (precision, size, components).
+bool IsStartOfFrame(unsigned char m) {
+  return m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+}
+
 // Walks a JPEG's marker segments from just after SOI: skips fill bytes (FF FF) and the
 // standalone markers (TEM, RST0-7), calls `stop(pos, marker)` at every other marker and steps over
 // its segment by the declared length until `stop` returns true. Returns where the walk ended: that
@@ -182,30 +187,20 @@ bool HeaderSize(Format format, std::string_view b, int64_t* w, int64_t* h,
       return true;
     }
     case Format::kJpeg: {
-      size_t pos = 2;
-      while (pos + 4 <= b.size() && d[pos] == 0xFF) {
-        const unsigned char m = d[pos + 1];
-        if (m == 0xFF) {
-          ++pos;
-          continue;
-        }
-        if (m == 0xDA || m == 0xD9) return false;
-        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
-          pos += 2;
-          continue;
-        }
-        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
-        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
-          if (pos + 9 > b.size()) return false;
+      bool found = false;
+      WalkJpegSegments(b, [&](size_t pos, unsigned char m) {
+        if (m == 0xDA || m == 0xD9) return true;
+        if (!IsStartOfFrame(m)) return false;
+        if (pos + 9 <= b.size()) {  // precision, height, width
           *h = be16(pos + 5);
           *w = be16(pos + 7);
           // SOF2, SOF6, SOF10, SOF14: progressive (stb decodes SOF2 only; the rest it refuses).
           if (progressive != nullptr) *progressive = (m & 0x03) == 0x02;
-          return true;
+          found = true;
         }
-        pos += 2 + static_cast<size_t>(be16(pos + 2));
-      }
-      return false;
+        return true;
+      });
+      return found;
     }
     default:
       return false;
@@ -259,7 +254,7 @@ double JpegPlanes(std::string_view b, int n) {
   double planes = n;
   WalkJpegSegments(b, [&](size_t pos, unsigned char m) {
     if (m == 0xDA || m == 0xD9) return true;
-    if (m < 0xC0 || m > 0xCF || m == 0xC4 || m == 0xC8 || m == 0xCC) return false;
+    if (!IsStartOfFrame(m)) return false;
     // A start-of-frame header: stop here whether or not its component table fits in the data.
     if (pos + 10 > b.size()) return true;
     const int count = d[pos + 9];
