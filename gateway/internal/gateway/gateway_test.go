@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -130,21 +131,29 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	return e
 }
 
-func (e *env) startGateway(mutate func(*Config)) {
-	conn, err := Dial(e.addr, nil)
+// gatewayOn dials e's backend (tlsConf nil: plaintext) and builds a gateway with cfg over that
+// connection, which closes with the test.
+func (e *env) gatewayOn(tlsConf *tls.Config, cfg Config) *Server {
+	e.t.Helper()
+	conn, err := Dial(e.addr, tlsConf)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { conn.Close() })
+	gw, err := New(cfg, conn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return gw
+}
+
+func (e *env) startGateway(mutate func(*Config)) {
 	cfg := DefaultConfig()
 	cfg.Logger = NewJSONLogger(logWriter{e})
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	gw, err := New(cfg, conn)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	gw := e.gatewayOn(nil, cfg)
 	e.http = httptest.NewServer(gw)
 	e.t.Cleanup(e.http.Close)
 }

@@ -15,15 +15,7 @@ import (
 // returns its address.
 func serveGateway(t *testing.T, e *env, o HTTPOptions) (string, *HTTPServer) {
 	t.Helper()
-	conn, err := Dial(e.addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	gw, err := New(DefaultConfig(), conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := e.gatewayOn(nil, DefaultConfig())
 	if o.ErrorLog == nil {
 		o.ErrorLog = NewJSONLogger(logWriter{e})
 	}

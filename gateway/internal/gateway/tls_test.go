@@ -114,18 +114,10 @@ func (e *env) gatewayOver(o GRPCTLS) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	conn, err := Dial(e.addr, conf)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { conn.Close() })
 	cfg := DefaultConfig()
 	cfg.Logger = NewJSONLogger(logWriter{e})
 	cfg.ReadyTimeout = 5 * time.Second
-	gw, err := New(cfg, conn)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	gw := e.gatewayOn(conf, cfg)
 	e.http = httpTestServer(e.t, gw)
 }
 
@@ -326,15 +318,7 @@ func TestGRPCClientCertificateReload(t *testing.T) {
 	if err != nil || certs == nil {
 		t.Fatal(err)
 	}
-	conn, err := Dial(e.addr, conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	gw, err := New(DefaultConfig(), conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := e.gatewayOn(conf, DefaultConfig())
 	e.http = httpTestServer(t, gw)
 	if r := e.get("/v1/models"); r.code != 503 {
 		t.Fatalf("with a stranger's certificate: %d %s", r.code, r.body)
